@@ -1,0 +1,100 @@
+"""Atomic, complete checkpoints: G, D, both optimizers, step, every RNG state, the batch order, the loss window.
+
+A checkpoint carries the trial it belongs to, so a resume with a different config is refused, and so a trained
+generator can be loaded back by its trial key (`bench fid ... runs:<key>`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def default_runs_root() -> Path:
+    return Path(os.environ.get("BENCH_RUNS", "./runs"))
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over the target: never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def global_rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_global_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # a torn or foreign file: say which, and how to start over
+        raise BenchError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to retrain the trial") \
+            from None
+
+
+def find_trial_dir(key: str, runs_root: Path | None = None) -> Path:
+    """runs/<suite>/<key>/ for a trial key (or a unique prefix of one)."""
+    root = Path(runs_root) if runs_root is not None else default_runs_root()
+    matches = sorted(p for p in root.glob("*/*") if p.is_dir() and p.name.startswith(key))
+    if not matches:
+        raise BenchError(f"no trial '{key}' under {root}; `bench run SUITE --dry-run` lists the keys")
+    if len({p.name for p in matches}) > 1:
+        raise BenchError(f"trial key '{key}' is ambiguous under {root}: {', '.join(p.name for p in matches)}")
+    return matches[0]
+
+
+def load_sampler(key: str, runs_root: Path | None = None, device: str | torch.device = "cpu"):
+    """(sample(n, rng) -> n images in [-1, 1], trial config dict) from a trial's latest checkpoint."""
+    from bench.methods import get_method
+
+    path = find_trial_dir(key, runs_root) / CHECKPOINT_NAME
+    if not path.exists():
+        raise BenchError(f"trial '{key}' has no checkpoint yet; run its suite first")
+    ckpt = load(path, device)
+    trial = ckpt["trial"]
+    shape = ckpt["data_shape"]
+    method = get_method(trial["method"])(get_method(trial["method"]).Hyper(**trial["params"]), **shape)
+    generator = method.build_generator().to(device)
+    generator.load_state_dict(ckpt["generator"])
+    generator.eval()
+    class_weights = ckpt.get("class_weights")
+
+    @torch.no_grad()
+    def sample(n: int, rng: torch.Generator) -> torch.Tensor:
+        z = torch.randn(n, method.hp.latent_dim, generator=rng, device=rng.device).to(device)
+        labels = None
+        if class_weights is not None:
+            labels = torch.multinomial(class_weights.to(rng.device), n, replacement=True, generator=rng).to(device)
+        return method.generate(generator, z, labels).float()
+
+    return sample, trial

@@ -1,0 +1,106 @@
+"""Dataset registry: every source returns one in-memory `ImageSet`, scaled to [-1, 1].
+
+Adding a dataset is one module with a function decorated by `@register_dataset(name, description)`
+and one import line at the bottom of this file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from bench.errors import BenchError
+
+
+@dataclass
+class ImageSet:
+    """A whole dataset as one tensor: images (N, C, H, W) float32 in [-1, 1], labels (N,) int64 or None."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def resolution(self) -> int:
+        return self.images.shape[-1]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> ImageSet:
+        labels = None if self.labels is None else self.labels.to(device)
+        return ImageSet(self.images.to(device), labels, self.classes)
+
+
+# (data_root, split, resolution, **options) -> ImageSet at `resolution`, values in [-1, 1], on the CPU.
+Loader = Callable[..., ImageSet]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    description: str
+    load: Loader
+    splits: tuple[str, ...] = ("train", "test")
+
+
+DATASETS: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(name: str, description: str, splits: tuple[str, ...] = ("train", "test")):
+    def decorate(fn: Loader) -> Loader:
+        DATASETS[name] = DatasetEntry(name, description, fn, splits)
+        return fn
+
+    return decorate
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("BENCH_DATA", "./data"))
+
+
+def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Square-resize a (N, C, H, W) batch in [-1, 1]: bilinear with antialiasing down, bilinear up."""
+    if images.shape[-1] == resolution and images.shape[-2] == resolution:
+        return images
+    out = F.interpolate(images, size=(resolution, resolution), mode="bilinear", antialias=True,
+                        align_corners=False)
+    return out.clamp_(-1.0, 1.0)
+
+
+def load_dataset(name: str, resolution: int, split: str = "train", data_root: Path | None = None,
+                 **options) -> ImageSet:
+    """Load a registered dataset at `resolution` (square), images in [-1, 1], on the CPU.
+
+    `options` are the dataset's own settings from the suite (e.g. `path` for `folder`).
+    """
+    if name not in DATASETS:
+        raise BenchError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
+    entry = DATASETS[name]
+    if split not in entry.splits:
+        raise BenchError(f"dataset '{name}' has no split '{split}'; it has: {', '.join(entry.splits)}")
+    root = Path(data_root) if data_root is not None else default_data_root()
+    data = entry.load(root, split, resolution, **options)
+    return ImageSet(resize(data.images, resolution), data.labels, data.classes)
+
+
+def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> float32 in [-1, 1]."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+# Sources register themselves on import.
+from bench.data import digits, folder, lego, torchvision_sets  # noqa: E402,F401

@@ -1,0 +1,99 @@
+"""Any folder of images. Class subfolders become labels; `<path>/<split>/` is used when it exists.
+
+Images are converted to RGB (or kept grey when every image is grey), centre-cropped to a square and resized to the
+suite's resolution. Corrupt or unreadable files are skipped and logged, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.data import ImageSet, register_dataset, resize, uint8_to_unit
+from bench.errors import BenchError, DatasetNotFound
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_image(path: Path, resolution: int, mode: str):
+    """Decode one file to a square uint8 array (H, W, C) composited on white; None when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGBA", "LA", "P"):
+                img = img.convert("RGBA")
+                background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(background, img)
+            img = img.convert(mode)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        log.warning("skipping unreadable image %s: %s", path, err)
+        return None
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    img = img.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def load_image_folder(folder: Path, resolution: int, name: str = "folder") -> ImageSet:
+    if not folder.is_dir():
+        raise DatasetNotFound(f"dataset '{name}': folder {folder} does not exist; point `path` at a folder of images")
+    files = list_images(folder)
+    if not files:
+        raise DatasetNotFound(f"dataset '{name}': no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    class_dirs = sorted({p.relative_to(folder).parts[0] for p in files if len(p.relative_to(folder).parts) > 1})
+    labelled = bool(class_dirs) and all(len(p.relative_to(folder).parts) > 1 for p in files)
+    mode = "L" if _all_grey(files) else "RGB"
+    arrays, labels = [], []
+    for path in files:
+        arr = read_image(path, resolution, mode)
+        if arr is None:
+            continue
+        arrays.append(arr)
+        if labelled:
+            labels.append(class_dirs.index(path.relative_to(folder).parts[0]))
+    if not arrays:
+        raise DatasetNotFound(f"dataset '{name}': none of the {len(files)} images under {folder} could be read")
+    x = uint8_to_unit(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous())
+    y = torch.tensor(labels, dtype=torch.long) if labelled else None
+    return ImageSet(resize(x, resolution), y, class_dirs if labelled else [])
+
+
+def _all_grey(files: list[Path]) -> bool:
+    from PIL import Image
+
+    for path in files[:64]:  # a sample decides; decoding every header twice is not worth it
+        try:
+            with Image.open(path) as img:
+                if img.mode not in ("L", "1", "I;16", "I"):
+                    return False
+        except OSError:
+            continue
+    return True
+
+
+@register_dataset("folder", "any image folder (option `path`); class subfolders become labels",
+                  splits=("train", "test"))
+def load_folder(data_root: Path, split: str, resolution: int, path: str | None = None) -> ImageSet:
+    if path is None:
+        raise BenchError("dataset 'folder' needs a path: use `{name: folder, path: my/images}` in the suite")
+    folder = Path(path)
+    if not folder.is_absolute() and not folder.exists():
+        folder = data_root / folder
+    if (folder / split).is_dir():
+        folder = folder / split
+    elif split != "train":
+        raise DatasetNotFound(f"dataset 'folder': {folder} has no '{split}' subfolder; add one or use split 'train'")
+    return load_image_folder(folder, resolution)

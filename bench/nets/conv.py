@@ -1,0 +1,86 @@
+"""DCGAN-style convolutional generator and discriminator that adapt to channels and resolution.
+
+Radford et al. 2016 (arXiv:1511.06434): transposed convolutions with BatchNorm + ReLU and a tanh output in the
+generator; strided convolutions with LeakyReLU(0.2) in the discriminator, no norm on its first layer; weights
+from N(0, 0.02). Channel widths follow the PyTorch DCGAN example (64 px: 512-256-128-64), capped at 8 x width.
+
+A resolution is base * 2**k with base 4 (16, 32, 64, 128) or 7 (28): the generator starts at base x base and
+doubles k times; the discriminator mirrors it and ends with a base x base convolution to one score per image.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench.errors import BenchError
+
+
+def split_resolution(resolution: int) -> tuple[int, int]:
+    """resolution -> (base, number of doublings)."""
+    for base in (4, 7):
+        k, size = 0, base
+        while size < resolution:
+            size, k = size * 2, k + 1
+        if size == resolution and k >= 1:
+            return base, k
+    raise BenchError(f"resolution {resolution} is not supported by convolutional nets; use 16, 28, 32, 64 or 128")
+
+
+def _width_at(width: int, level: int) -> int:
+    return width * min(2**level, 8)
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """N(0, 0.02) for convolutions and linear layers, N(1, 0.02) for norm scales, zero biases (Radford et al.)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.LayerNorm | nn.GroupNorm) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":  # per-sample, so it keeps the gradient penalty well defined (Gulrajani et al. 2017)
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+class ConvGenerator(nn.Module):
+    def __init__(self, latent_dim: int, channels: int, resolution: int, width: int = 64, extra_input: int = 0):
+        super().__init__()
+        base, k = split_resolution(resolution)
+        top = _width_at(width, k - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim + extra_input, top, base, 1, 0, bias=False),
+            nn.BatchNorm2d(top), nn.ReLU(True)]
+        for level in range(k - 1, 0, -1):
+            c_in, c_out = _width_at(width, level), _width_at(width, level - 1)
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], -1, 1, 1))
+
+
+class ConvDiscriminator(nn.Module):
+    """Outputs one raw score (logit / critic value) per image; losses add any sigmoid."""
+
+    def __init__(self, channels: int, resolution: int, width: int = 64, norm: str = "batch"):
+        super().__init__()
+        base, k = split_resolution(resolution)
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        for level in range(1, k):
+            c_in, c_out = _width_at(width, level - 1), _width_at(width, level)
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), _norm(norm, c_out), nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(_width_at(width, k - 1), 1, base, 1, 0, bias=False)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(-1)

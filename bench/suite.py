@@ -1,0 +1,380 @@
+"""Suites: YAML validated by pydantic, expanded into Trials with stable keys.
+
+A Trial's key is a hash of the part of its config that decides its numbers (method and all its resolved
+hyperparameters, dataset, seed, budget, resolution, batch size, evaluation protocol, numerics options).
+Logging intervals, the device and the tracking URI are not part of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bench.errors import BenchError
+from bench.methods import METHODS, get_method
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MethodSpec(Strict):
+    name: str
+    label: str | None = Field(None, description="name shown in reports; defaults to the method name")
+    params: dict[str, Any] = Field(default_factory=dict, description="hyperparameter overrides")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="this method's own hyperparameter grid")
+    datasets: list[str] | None = Field(None, description="restrict this method to these datasets (by name)")
+
+    @field_validator("name")
+    @classmethod
+    def known_method(cls, name: str) -> str:
+        if name not in METHODS:
+            raise ValueError(f"unknown method '{name}'; known: {', '.join(sorted(METHODS))}")
+        return name
+
+
+class DatasetSpec(Strict):
+    name: str
+    split: str = "train"
+    options: dict[str, Any] = Field(default_factory=dict, description="source settings, e.g. path for `folder`")
+
+    @field_validator("name")
+    @classmethod
+    def known_dataset(cls, name: str) -> str:
+        from bench.data import DATASETS
+
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
+        return name
+
+
+class Budget(Strict):
+    """Training length in generator steps, or in epochs (passes of the real data through the discriminator)."""
+
+    steps: int | None = Field(None, gt=0)
+    epochs: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def exactly_one(self):
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of steps or epochs, e.g. budget: {steps: 2000}")
+        return self
+
+
+class EvalSpec(Strict):
+    every: int = Field(0, ge=0, description="evaluate every N generator steps (0: only at the end)")
+    n_fake: int = Field(2048, gt=0, description="generated images per evaluation")
+    n_real: int | None = Field(None, gt=0, description="reference images (default: the whole split)")
+    reference_split: str = "train"
+    metrics: list[Literal["fid", "kid", "prdc", "is"]] = Field(default_factory=lambda: ["fid"])
+    mode: Literal["clean", "legacy_tensorflow"] = "clean"
+
+
+class LogSpec(Strict):
+    every: int = Field(50, gt=0, description="log mean losses every N generator steps")
+    samples_every: int = Field(500, gt=0, description="save a sample grid every N steps (and at the end)")
+    checkpoint_every: int = Field(200, gt=0, description="write a resumable checkpoint every N steps")
+
+
+class Numerics(Strict):
+    """GPU options; they change numerics, so they are part of a trial's identity."""
+
+    channels_last: bool = False
+    bf16: bool = False
+    compile: bool = False
+
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+
+
+class Suite(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    methods: list[MethodSpec] = Field(min_length=1)
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="hyperparameter grid for every method")
+    budget: Budget
+    resolution: int = Field(32, gt=0)
+    batch_size: int = Field(64, gt=0)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    log: LogSpec = Field(default_factory=LogSpec)
+    numerics: Numerics = Field(default_factory=Numerics)
+    device: str = "auto"
+    tracking_uri: str | None = None
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def method_shorthand(cls, value):
+        # `dcgan` or `{dcgan: {width: 32}}` or `{name: dcgan, params: {...}}`
+        if not isinstance(value, list):
+            return value
+        out = []
+        for item in value:
+            if isinstance(item, str):
+                item = {"name": item}
+            elif isinstance(item, dict) and len(item) == 1 and "name" not in item:
+                (name, params), = item.items()
+                item = {"name": name, "params": params or {}}
+            out.append(item)
+        return out
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def dataset_shorthand(cls, value):
+        if not isinstance(value, list):
+            return value
+        out = []
+        for item in value:
+            if isinstance(item, str):
+                item = {"name": item}
+            elif isinstance(item, dict) and "name" in item:
+                known = {"name", "split", "options"}
+                options = {k: v for k, v in item.items() if k not in known}
+                item = {k: v for k, v in item.items() if k in known}
+                if options:
+                    item["options"] = {**item.get("options", {}), **options}
+            out.append(item)
+        return out
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def seed_count(cls, value):
+        if isinstance(value, bool):
+            raise ValueError("seeds is a count or a list of integers")
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError("a seed count must be at least 1")
+            return list(range(value))
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def known_device(cls, value: str) -> str:
+        if not DEVICE_PATTERN.match(value):
+            raise ValueError(f"unknown device '{value}'; allowed: auto, cpu, cuda, cuda:N, mps")
+        return value
+
+    @model_validator(mode="after")
+    def consistent(self):
+        names = [d.name for d in self.datasets]
+        for i, m in enumerate(self.methods):
+            for d in m.datasets or []:
+                if d not in names:
+                    raise ValueError(f"methods.{i}.datasets: '{d}' is not among the suite's datasets {names}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds must be distinct")
+        return self
+
+
+class Trial(BaseModel):
+    """One training run: everything needed to reproduce it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    suite: str
+    method: str
+    label: str
+    params: dict[str, Any]  # the method's resolved hyperparameters
+    dataset: DatasetSpec
+    seed: int
+    budget: Budget
+    resolution: int
+    batch_size: int
+    eval: EvalSpec
+    numerics: Numerics
+    log: LogSpec
+    device: str
+
+    def identity(self) -> dict[str, Any]:
+        """The normalised config that decides the trial's numbers."""
+        return {
+            "method": self.method, "params": self.params, "dataset": self.dataset.model_dump(),
+            "seed": self.seed, "budget": self.budget.model_dump(), "resolution": self.resolution,
+            "batch_size": self.batch_size, "eval": self.eval.model_dump(), "numerics": self.numerics.model_dump(),
+        }
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def hyper(self):
+        return get_method(self.method).Hyper(**self.params)
+
+    def flat(self) -> dict[str, Any]:
+        """Flat name -> value view used by --only filters, MLflow params and report columns."""
+        out = {"key": self.key, "suite": self.suite, "method": self.method, "label": self.label,
+               "dataset": self.dataset.name, "seed": self.seed}
+        out.update(_flatten({"params": self.params, "budget": self.budget.model_dump(),
+                             "dataset_options": self.dataset.options, "eval": self.eval.model_dump(),
+                             "numerics": self.numerics.model_dump()}))
+        out.update({"resolution": self.resolution, "batch_size": self.batch_size, "split": self.dataset.split})
+        return out
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, name + "."))
+        else:
+            out[name] = v
+    return out
+
+
+# loading ------------------------------------------------------------------------------------------------------
+
+def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
+    """Read, override (`dotted.path=value`) and validate a suite; every problem is one BenchError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"{path}: suite file not found; see suites/ for examples (suites/quickstart.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise BenchError(f"{path}:{where}: invalid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise BenchError(f"{path}: a suite is a mapping (name:, methods:, datasets:, ...), got {type(raw).__name__}")
+    raw.setdefault("name", path.stem)
+    # Overrides address the canonical form (methods.0.params.width), whatever shorthand the file used.
+    for key, canonical in (("methods", Suite.method_shorthand), ("datasets", Suite.dataset_shorthand)):
+        if key in raw:
+            raw[key] = canonical(raw[key])
+    for item in overrides:
+        _apply_override(raw, item, path)
+    return validate_suite(raw, path)
+
+
+def validate_suite(raw: dict, source: str | Path = "<suite>") -> Suite:
+    try:
+        suite = Suite.model_validate(raw)
+    except ValidationError as err:
+        raise BenchError(f"{source}: {_describe(err, raw)}") from None
+    for i, m in enumerate(suite.methods):  # hyperparameters are checked against each method's own schema
+        hyper = get_method(m.name).Hyper
+        for where, names in ((f"methods.{i}.params", m.params), (f"methods.{i}.grid", m.grid), ("grid", suite.grid)):
+            unknown = sorted(set(names) - set(hyper.model_fields))
+            if unknown:
+                raise BenchError(f"{source}: {where}: unknown hyperparameter '{unknown[0]}' for method '{m.name}'; "
+                                 f"allowed: {', '.join(hyper.model_fields)}")
+        for combo in _grid_points({**suite.grid, **m.grid}):
+            try:
+                hyper(**{**m.params, **combo})
+            except ValidationError as err:
+                raise BenchError(f"{source}: methods.{i}.params: {_describe(err, None)}") from None
+    return suite
+
+
+def _describe(err: ValidationError, raw: dict | None) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-after"))
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        parent = first["loc"][:-1]
+        model = _model_at(parent, raw)
+        allowed = f"; allowed: {', '.join(model.model_fields)}" if model else ""
+        return f"{loc}: unknown key{allowed}"
+    if first["type"] == "missing":
+        return f"{loc}: required key is missing"
+    value = first.get("input")
+    shown = f" (got {value!r})" if value is not None and not isinstance(value, dict | list) else ""
+    return f"{loc}: {msg}{shown}" if loc else msg
+
+
+def _model_at(loc: tuple, raw) -> type[BaseModel] | None:
+    model: Any = Suite
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
+        if field is None:
+            return None
+        ann = field.annotation
+        for candidate in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+        else:
+            return None
+    return model
+
+
+def _apply_override(raw: dict, item: str, path: Path) -> None:
+    if "=" not in item:
+        raise BenchError(f"--set {item}: expected dotted.path=value, e.g. --set budget.steps=300")
+    dotted, value_text = item.split("=", 1)
+    value = yaml.safe_load(value_text) if value_text else None
+    node: Any = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise BenchError(f"--set {item}: '{part}' is not an index of the list at that path")
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+        if isinstance(node, str):
+            raise BenchError(f"--set {item}: '{part}' is a plain value in {path}, not a mapping")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise BenchError(f"--set {item}: '{last}' is not an index of the list at that path")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+# expansion ----------------------------------------------------------------------------------------------------
+
+def _grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    names = sorted(grid)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
+
+
+def expand(suite: Suite) -> list[Trial]:
+    """Every method x dataset x hyperparameter point x seed, in a stable order."""
+    trials = []
+    for m in suite.methods:
+        hyper = get_method(m.name).Hyper
+        for d in suite.datasets:
+            if m.datasets is not None and d.name not in m.datasets:
+                continue
+            for point in _grid_points({**suite.grid, **m.grid}):
+                params = hyper(**{**m.params, **point}).model_dump()
+                for seed in suite.seeds:
+                    trials.append(Trial(
+                        suite=suite.name, method=m.name, label=m.label or m.name, params=params, dataset=d,
+                        seed=seed, budget=suite.budget, resolution=suite.resolution, batch_size=suite.batch_size,
+                        eval=suite.eval, numerics=suite.numerics, log=suite.log, device=suite.device))
+    keys = [t.key for t in trials]
+    if len(set(keys)) != len(keys):
+        raise BenchError(f"suite '{suite.name}': two entries give the same trial; give them different params")
+    return trials
+
+
+def select(trials: list[Trial], only: list[str]) -> list[Trial]:
+    """`--only key=value` filters: the same key repeated means any of those values; different keys all apply."""
+    wanted: dict[str, set[str]] = {}
+    for item in only:
+        if "=" not in item:
+            raise BenchError(f"--only {item}: expected key=value, e.g. --only method=dcgan --only seed=0")
+        k, v = item.split("=", 1)
+        wanted.setdefault(k.strip(), set()).add(v.strip())
+    if not trials:
+        return trials
+    known = set(trials[0].flat())
+    for k in wanted:
+        if k not in known and not any(k in t.flat() for t in trials):
+            raise BenchError(f"--only {k}=...: unknown key; use one of: {', '.join(sorted(known))}")
+    return [t for t in trials if all(str(t.flat().get(k)) in vs for k, vs in wanted.items())]

@@ -1,0 +1,116 @@
+"""The command line as a user meets it: bad input is one line and exit code 2; reruns train nothing."""
+
+import sys
+
+import pytest
+
+from bench import cli
+from tests.conftest import run_bench
+
+GOOD = """
+name: clitest
+methods: [{dcgan: {width: 8}}, {lsgan: {width: 8}}]
+datasets: [digits]
+seeds: 2
+resolution: 16
+batch_size: 32
+budget: {steps: 4}
+eval: {metrics: []}
+log: {every: 2, samples_every: 2, checkpoint_every: 2}
+"""
+
+
+def bench_main(monkeypatch, capsys, *args):
+    """Run bench's entry point in-process; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["bench", *args])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    out, err = capsys.readouterr()
+    return done.value.code, out, err
+
+
+@pytest.mark.parametrize("body, args, message", [
+    (None, [], "suite file not found"),
+    ("name: [unclosed\n", [], "invalid YAML"),
+    (GOOD + "colour: red\n", [], "colour: unknown key; allowed:"),
+    (GOOD.replace("dcgan:", "dcgann:"), [], "unknown method 'dcgann'; known:"),
+    (GOOD.replace("[digits]", "[lego]"), [], "unknown dataset 'lego'; known:"),
+    (GOOD.replace("steps: 4", "steps: -4"), [], "budget.steps: Input should be greater than 0"),
+    (GOOD.replace("steps: 4", "steps: four"), [], "budget.steps: Input should be a valid integer"),
+    (GOOD.replace("seeds: 2", "seeds: []"), [], "seeds: List should have at least 1 item"),
+    (GOOD + "device: gpu0\n", [], "unknown device 'gpu0'"),
+    (GOOD, ["--device", "tpu"], "--device tpu: unknown device"),
+    (GOOD, ["--set", "budget.steps"], "--set budget.steps: expected dotted.path=value"),
+    (GOOD, ["--only", "method=wgan"], "no trial matches"),
+    (GOOD.replace("[digits]", "[mnist]"), ["--data-root", "nowhere"],
+     "dataset 'mnist' split 'train' not found: nowhere/MNIST/raw/train-images-idx3-ubyte(.gz) is missing"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(monkeypatch, capsys, tmp_path, body, args, message):
+    suite = tmp_path / "s.yaml"
+    if body is not None:
+        suite.write_text(body)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = bench_main(monkeypatch, capsys, "run", str(suite), "--runs-dir", str(tmp_path / "runs"), *args)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "Traceback" not in err + out
+
+
+def test_no_traceback_in_a_real_process(tmp_path):
+    result = run_bench("run", "missing.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: missing.yaml: suite file not found; see suites/ for examples " \
+                                    "(suites/quickstart.yaml)"
+
+
+def test_ls_lists_registries_one_line_each(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["bench", "ls", "methods"])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    names = [line.split()[0] for line in out.strip().splitlines()]
+    assert names == ["cdcgan", "dcgan", "lsgan", "vanilla", "wgan", "wgan-gp"]
+    code, out, err = bench_main(monkeypatch, capsys, "ls", "datasets")
+    assert code == 0 and {"digits", "mnist", "fashion-mnist", "cifar10", "folder"} <= {
+        line.split()[0] for line in out.strip().splitlines()}
+    code, _, err = bench_main(monkeypatch, capsys, "ls", "gans")
+    assert code == 2 and "use `bench ls methods` or `bench ls datasets`" in err
+
+
+@pytest.mark.slow
+def test_run_then_rerun_trains_nothing_and_dry_run_shows_status(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(GOOD)
+    dry = run_bench("run", str(suite), "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count(" new ") == 4 and "dcgan" in dry.stdout and "seed=1" in dry.stdout
+
+    first = run_bench("run", str(suite), "--only", "method=dcgan", "--only", "seed=0", "--set", "budget.steps=6",
+                      cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("training on cpu") == 1 and "steps=6" in first.stdout
+
+    everything = run_bench("run", str(suite), cwd=tmp_path)
+    assert everything.returncode == 0, everything.stderr
+    assert everything.stdout.count("training on cpu") == 4  # --set made a different trial
+    again = run_bench("run", str(suite), cwd=tmp_path)
+    assert again.returncode == 0
+    assert "training on" not in again.stdout and again.stdout.count("already finished") == 4
+    dry = run_bench("run", str(suite), "--dry-run", cwd=tmp_path)
+    assert dry.stdout.count(" finished ") == 4
+
+    # the records: one experiment for the suite, one run per trial, sample grids and the checkpoint
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("clitest").experiment_id])
+    assert len(runs) == 5
+    run = next(r for r in runs if r.data.tags["bench.method"] == "lsgan")
+    assert run.data.params["params.width"] == "8" and run.data.params["budget.steps"] == "4"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"samples", "checkpoint", "config.json", "environment.json"} <= artifacts
+    samples = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+    assert samples == {"samples/step_000002.png", "samples/final.png"}
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss_g")] == [2, 4]
