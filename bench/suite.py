@@ -83,6 +83,12 @@ class LogSpec(Strict):
     checkpoint_every: int = Field(200, gt=0, description="write a resumable checkpoint every N steps")
 
 
+class ReportSpec(Strict):
+    """How `bench report` compares methods; not part of a trial's identity."""
+
+    test: Literal["mannwhitney", "welch"] = "mannwhitney"
+
+
 class Numerics(Strict):
     """GPU options; they change numerics, so they are part of a trial's identity."""
 
@@ -106,6 +112,7 @@ class Suite(Strict):
     eval: EvalSpec = Field(default_factory=EvalSpec)
     log: LogSpec = Field(default_factory=LogSpec)
     numerics: Numerics = Field(default_factory=Numerics)
+    report: ReportSpec = Field(default_factory=ReportSpec)
     device: str = "auto"
     tracking_uri: str | None = None
 
@@ -191,6 +198,7 @@ class Trial(BaseModel):
     numerics: Numerics
     log: LogSpec
     device: str
+    report: ReportSpec = ReportSpec()
 
     def identity(self) -> dict[str, Any]:
         """The normalised config that decides the trial's numbers."""
@@ -215,7 +223,8 @@ class Trial(BaseModel):
         out.update(_flatten({"params": self.params, "budget": self.budget.model_dump(),
                              "dataset_options": self.dataset.options, "eval": self.eval.model_dump(),
                              "numerics": self.numerics.model_dump()}))
-        out.update({"resolution": self.resolution, "batch_size": self.batch_size, "split": self.dataset.split})
+        out.update({"resolution": self.resolution, "batch_size": self.batch_size, "split": self.dataset.split,
+                    "report.test": self.report.test})
         return out
 
 
@@ -356,7 +365,8 @@ def expand(suite: Suite) -> list[Trial]:
                     trials.append(Trial(
                         suite=suite.name, method=m.name, label=m.label or m.name, params=params, dataset=d,
                         seed=seed, budget=suite.budget, resolution=suite.resolution, batch_size=suite.batch_size,
-                        eval=suite.eval, numerics=suite.numerics, log=suite.log, device=suite.device))
+                        eval=suite.eval, numerics=suite.numerics, log=suite.log, device=suite.device,
+                        report=suite.report))
     keys = [t.key for t in trials]
     if len(set(keys)) != len(keys):
         raise BenchError(f"suite '{suite.name}': two entries give the same trial; give them different params")

