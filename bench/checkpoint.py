@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
+from bench.files import write_atomic
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -25,18 +25,8 @@ def default_runs_root() -> Path:
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target: never a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """A checkpoint is never torn: a kill mid-write leaves the previous one in place."""
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def global_rng_state() -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,9 +19,11 @@ import torch
 
 from bench.checkpoint import CHECKPOINT_NAME, default_runs_root
 from bench.data import ImageSet, load_dataset
+from bench.files import write_atomic
 from bench.suite import Trial
 
 log = logging.getLogger(__name__)
+_warned: set[str] = set()  # evaluation warnings are the same for every trial of a suite: say each once
 
 
 @dataclass
@@ -49,9 +50,7 @@ def trial_status(trial: Trial, runs_root: Path) -> str:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
 
 
 @contextmanager
@@ -179,9 +178,12 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
     from bench.metrics import Reference, evaluate_generator
 
     spec = trial.eval
-    reference = Reference(dataset=trial.dataset.name, split=spec.reference_split, resolution=trial.resolution,
-                          n=spec.n_real, options=dict(trial.dataset.options), data_root=options.data_root)
-    warned: set[str] = set()
+    if spec.reference_stats:
+        reference = Reference(dataset=f"stats:{spec.reference_stats}", resolution=trial.resolution)
+    else:
+        reference = Reference(dataset=trial.dataset.name, split=spec.reference_split, resolution=trial.resolution,
+                              n=spec.n_real, options=dict(trial.dataset.options), data_root=options.data_root)
+    weights = Path(spec.inception_weights) if spec.inception_weights else None
 
     def evaluate(method, generator, step: int, class_weights: torch.Tensor | None) -> dict[str, float]:
         rng = torch.Generator(device).manual_seed(trial.seed + 1_000_003)  # same latents at every evaluation
@@ -199,11 +201,11 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
             return method.generate(generator, z, labels).float()
 
         result = evaluate_generator(sample, spec.n_fake, reference, metrics=spec.metrics, mode=spec.mode,
-                                    device=device, cache_dir=options.cache_dir)
+                                    device=device, cache_dir=options.cache_dir, inception_weights=weights)
         for message in result.warnings:
-            if message not in warned:
-                log.warning("%s: %s", trial.key, message)
-                warned.add(message)
+            if message not in _warned:
+                log.warning("%s", message)
+                _warned.add(message)
         if tracker is not None:
             tracker.log_metrics(result.values, step=step)
             tracker.set_tags({f"eval.{k}": v for k, v in result.protocol.items()})

@@ -75,6 +75,10 @@ class EvalSpec(Strict):
     reference_split: str = "train"
     metrics: list[Literal["fid", "kid", "prdc", "is"]] = Field(default_factory=lambda: ["fid"])
     mode: Literal["clean", "legacy_tensorflow"] = "clean"
+    reference_stats: str | None = Field(None, description="precomputed statistics (.npz with mu, sigma) to "
+                                                          "compare against instead of the dataset")
+    inception_weights: str | None = Field(None, description="full Inception weights (with classifier) for the "
+                                                            "Inception Score; a machine path, not identity")
 
 
 class LogSpec(Strict):
@@ -205,7 +209,8 @@ class Trial(BaseModel):
         return {
             "method": self.method, "params": self.params, "dataset": self.dataset.model_dump(),
             "seed": self.seed, "budget": self.budget.model_dump(), "resolution": self.resolution,
-            "batch_size": self.batch_size, "eval": self.eval.model_dump(), "numerics": self.numerics.model_dump(),
+            "batch_size": self.batch_size, "eval": self.eval.model_dump(exclude={"inception_weights"}),
+            "numerics": self.numerics.model_dump(),
         }
 
     @property

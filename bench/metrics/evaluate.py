@@ -1,0 +1,131 @@
+"""Generated images + a reference -> every asked-for metric, with its protocol, warnings and what was unavailable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+from bench.metrics import METRICS, RELIABLE_N, EvalResult, Reference
+from bench.metrics.features import FeatureExtractor, Features, check_mode, sampler_batches, tensor_batches
+from bench.metrics.inception import FEATURE_DIM, load_feature_network
+from bench.metrics.reference import describe, folder_files, reference_stats, resolution_tag
+
+
+def check_metrics(metrics: Sequence[str]) -> list[str]:
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise BenchError(f"unknown metric '{unknown[0]}'; use some of: {', '.join(METRICS)}")
+    return list(dict.fromkeys(metrics))
+
+
+def evaluate_generator(sample: Callable[[int], torch.Tensor], n_fake: int, reference: Reference,
+                       metrics: Sequence[str] = ("fid",), mode: str = "clean", device="cpu", batch_size: int = 50,
+                       cache_dir: Path | None = None, inception_weights: Path | None = None) -> EvalResult:
+    if n_fake < 2:
+        raise BenchError(f"n_fake={n_fake}: FID needs at least 2 generated images")
+    return _evaluate(lambda: sampler_batches(sample, n_fake, batch_size), reference, metrics, mode, device,
+                     batch_size, cache_dir, inception_weights)
+
+
+def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Sequence[str] = ("fid",),
+                    mode: str = "clean", device="cpu", batch_size: int = 50, cache_dir: Path | None = None,
+                    inception_weights: Path | None = None, n_fake: int | None = None) -> EvalResult:
+    if isinstance(fake, str | Path):
+        from bench.metrics.features import file_batches
+
+        files = folder_files(Path(fake), n_fake)
+        batches = lambda: file_batches(files, batch_size)  # noqa: E731
+    else:
+        images = fake[:n_fake] if n_fake is not None else fake
+        batches = lambda: tensor_batches(images, batch_size)  # noqa: E731
+    return _evaluate(batches, reference, metrics, mode, device, batch_size, cache_dir, inception_weights)
+
+
+def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], reference: Reference, metrics: Sequence[str],
+              mode: str, device, batch_size: int, cache_dir: Path | None,
+              inception_weights: Path | None) -> EvalResult:
+    metrics, mode, device = check_metrics(metrics), check_mode(mode), torch.device(device)
+    if batch_size < 1:
+        raise BenchError(f"batch size {batch_size}: must be at least 1")
+    net, weights_sha = load_feature_network(device)
+    classifier = None
+    if "is" in metrics and inception_weights is not None:
+        from bench.metrics.inception_score import InceptionClassifier
+
+        classifier = InceptionClassifier(inception_weights, device)
+    need_feats = "kid" in metrics or "prdc" in metrics
+    ref, _, warnings = reference_stats(reference, mode, FeatureExtractor(net, mode, device), weights_sha,
+                                       batch_size, cache_dir, need_feats)
+    fake = FeatureExtractor(net, mode, device, classifier)(batches())
+    if len(fake) < 2:
+        raise BenchError(f"only {len(fake)} generated image: FID needs at least 2")
+    n_real = ref.meta.get("n")
+    protocol = {"n_real": str(n_real if n_real is not None else "unknown"), "n_fake": str(len(fake)),
+                "reference": describe(reference), "resolution": resolution_tag(reference), "mode": mode,
+                "weights_sha256": weights_sha, "feature_dim": str(FEATURE_DIM)}
+    values: dict[str, float] = {}
+    unavailable: dict[str, str] = {}
+    for name, count in (("n_fake", len(fake)), ("n_real", n_real)):
+        if count is not None and count < RELIABLE_N and "fid" in metrics:
+            warnings.append(f"{name}={count} < {RELIABLE_N}: FID is biased upward at this n; compare FIDs only at "
+                            "equal n_real and n_fake, and prefer KID (unbiased at any n)")
+    if "fid" in metrics:
+        values["fid"] = _fid(ref, fake)
+    if "kid" in metrics:
+        _kid(ref.feats, fake, values, protocol, unavailable)
+    if "prdc" in metrics:
+        _prdc(ref.feats, fake, values, protocol, unavailable)
+    if "is" in metrics:
+        _inception_score(fake, classifier, values, protocol, unavailable)
+    return EvalResult(values, protocol, warnings, unavailable)
+
+
+def _fid(ref, fake: Features) -> float:
+    """FID through the cheaper eigenproblem: the covariance factor of whichever side has fewer samples."""
+    from bench.metrics.frechet import covariance_factor, frechet_distance, gaussian_stats
+
+    mu, sigma = gaussian_stats(fake.feats)
+    n_ref = ref.feats.shape[0] if ref.feats is not None else None
+    if n_ref is not None and n_ref < len(fake):
+        return frechet_distance(mu, sigma, ref.mu, ref.sigma, factor2=covariance_factor(ref.feats))
+    return frechet_distance(ref.mu, ref.sigma, mu, sigma, factor2=covariance_factor(fake.feats))
+
+
+def _kid(real: np.ndarray | None, fake: Features, values, protocol, unavailable) -> None:
+    from bench.metrics.kid import SUBSETS, kernel_inception_distance
+
+    if real is None:
+        unavailable["kid"] = "the reference statistics file has no features (feats); KID needs them"
+    elif min(len(real), len(fake)) < 2:
+        unavailable["kid"] = "KID needs at least 2 images per side"
+    else:
+        values["kid_mean"], values["kid_std"], m = kernel_inception_distance(real, fake.feats)
+        protocol.update(kid_subsets=str(SUBSETS), kid_subset_size=str(m))
+
+
+def _prdc(real: np.ndarray | None, fake: Features, values, protocol, unavailable) -> None:
+    from bench.metrics.prdc import DC_K, PR_K, prdc
+
+    if real is None:
+        unavailable["prdc"] = "the reference statistics file has no features (feats); PRDC needs them"
+    elif min(len(real), len(fake)) <= max(PR_K, DC_K):
+        unavailable["prdc"] = f"precision/recall/density/coverage need more than {max(PR_K, DC_K)} images per side"
+    else:
+        values.update(prdc(real, fake.feats))
+        protocol.update(pr_k=str(PR_K), dc_k=str(DC_K))
+
+
+def _inception_score(fake: Features, classifier, values, protocol, unavailable) -> None:
+    from bench.metrics.inception_score import SPLITS, UNAVAILABLE, inception_score
+
+    if classifier is None:
+        unavailable["is"] = UNAVAILABLE
+    elif len(fake) < SPLITS:
+        unavailable["is"] = f"Inception Score needs at least {SPLITS} images ({SPLITS} splits)"
+    else:
+        values["is_mean"], values["is_std"] = inception_score(fake.probs, SPLITS)
+        protocol.update(is_splits=str(SPLITS), is_weights_sha256=classifier.sha256)

@@ -1,0 +1,143 @@
+"""What a generated set is compared against: a registered dataset, an image folder, or a statistics file.
+
+- a registered dataset (`digits`, `mnist`, a suite's `folder` dataset...): loaded by bench.data at the trial's
+  resolution, exactly the images a trial trains on;
+- `folder:<path>`: every image file under the path at its own size, read as clean-fid reads a folder;
+- `stats:<file.npz>`: precomputed `mu` and `sigma` (and `feats`, if KID/PRDC are wanted), e.g. a file from
+  clean-fid or one from bench's own cache.
+A subset (`n`) is the first n after a shuffle seeded with 0, so it is the same subset on every machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+from bench.metrics import Reference
+from bench.metrics.cache import ReferenceStats, cached_stats, load_stats, stats_path
+from bench.metrics.features import FeatureExtractor, file_batches, tensor_batches
+from bench.metrics.frechet import gaussian_stats
+
+SUBSET_SEED = 0
+
+
+def kind(reference: Reference) -> str:
+    if reference.dataset.startswith("folder:"):
+        return "folder"
+    if reference.dataset.startswith("stats:"):
+        return "stats"
+    return "dataset"
+
+
+def describe(reference: Reference) -> str:
+    """The `eval.reference` tag: `<dataset>:<split>`, `folder:<abs path>` or `stats:<abs path>`."""
+    if kind(reference) == "dataset":
+        return f"{reference.dataset}:{reference.split}"
+    prefix, path = reference.dataset.split(":", 1)
+    return f"{prefix}:{Path(path).expanduser().resolve()}"
+
+
+def resolution_tag(reference: Reference) -> str:
+    return str(reference.resolution) if kind(reference) == "dataset" else "native"
+
+
+def subset_indices(total: int, n: int | None) -> torch.Tensor | None:
+    """None for all; else the first n of a permutation seeded with SUBSET_SEED."""
+    if n is None or n >= total:
+        return None
+    return torch.randperm(total, generator=torch.Generator().manual_seed(SUBSET_SEED))[:n]
+
+
+def folder_files(path: Path, n: int | None = None) -> list[Path]:
+    from bench.data.folder import IMAGE_SUFFIXES, list_images
+
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise BenchError(f"{path}: no such folder; give a folder of images, a dataset name or a .npz")
+    files = list_images(path)
+    if not files:
+        raise BenchError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder or below")
+    idx = subset_indices(len(files), n)
+    return files if idx is None else [files[i] for i in idx.tolist()]
+
+
+def _fingerprint(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        stat = f.stat()
+        digest.update(f"{f}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def load_stats_file(reference: Reference, mode: str, weights_sha256: str, need_feats: bool) \
+        -> tuple[ReferenceStats, list[str]]:
+    """A user's precomputed statistics, checked against the protocol where the file records one."""
+    path = Path(reference.dataset.split(":", 1)[1]).expanduser()
+    if not path.is_file():
+        raise BenchError(f"{path}: statistics file not found; give an .npz with arrays mu and sigma")
+    try:
+        stats = load_stats(path)
+    except (KeyError, ValueError, OSError, EOFError) as err:
+        raise BenchError(f"{path}: not a statistics file ({err}); give an .npz with arrays mu and sigma") from None
+    if stats.mu.ndim != 1 or stats.sigma.shape != (stats.mu.shape[0], stats.mu.shape[0]):
+        raise BenchError(f"{path}: mu {stats.mu.shape} and sigma {stats.sigma.shape} are not a mean and covariance")
+    for key, wanted in (("mode", mode), ("weights_sha256", weights_sha256)):
+        if key in stats.meta and stats.meta[key] != wanted:
+            raise BenchError(f"{path}: statistics computed with {key}={stats.meta[key]}, this evaluation uses "
+                             f"{wanted}; recompute them or pass --mode {stats.meta[key]}")
+    warnings = []
+    if not stats.meta:
+        warnings.append(f"{path} records no protocol: assuming mode {mode} and these Inception weights; "
+                        "n_real unknown")
+    return stats, warnings
+
+
+def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor, weights_sha256: str,
+                    batch_size: int = 50, cache_dir: Path | None = None, need_feats: bool = False,
+                    use_cache: bool = True) -> tuple[ReferenceStats, bool, list[str]]:
+    """(statistics, cache hit, warnings) for a reference, computed once and cached per protocol."""
+    if kind(reference) == "stats":
+        stats, warnings = load_stats_file(reference, mode, weights_sha256, need_feats)
+        return stats, True, warnings
+    meta = {"reference": describe(reference), "resolution": resolution_tag(reference), "mode": mode,
+            "weights_sha256": weights_sha256}
+    options = dict(reference.options)
+    if "path" in options:  # a relative path names another folder from another directory or data root
+        options["path"] = str(Path(options["path"]).expanduser().resolve())
+        options["data_root"] = str(Path(reference.data_root).resolve()) if reference.data_root else None
+    fields = {**meta, "n": reference.n, "options": options}
+    if kind(reference) == "folder":
+        folder = Path(reference.dataset.split(":", 1)[1])
+        files = folder_files(folder, reference.n)
+        fields["fingerprint"] = _fingerprint(files)  # edited folders are a miss
+        label = f"folder_{folder.resolve().name}-{reference.n or 'all'}-{mode}"
+
+        def compute() -> ReferenceStats:
+            return _stats(extractor(file_batches(files, batch_size)), meta)
+    else:
+        label = f"{reference.dataset}-{reference.split}-{reference.resolution}px-{reference.n or 'all'}-{mode}"
+
+        def compute() -> ReferenceStats:
+            from bench.data import load_dataset
+
+            images = load_dataset(reference.dataset, reference.resolution, reference.split, reference.data_root,
+                                  **reference.options).images
+            idx = subset_indices(len(images), reference.n)
+            return _stats(extractor(tensor_batches(images if idx is None else images[idx], batch_size)), meta)
+
+    path = stats_path(cache_dir, fields, label)
+    stats, hit = cached_stats(path, compute, need_feats, use_cache)
+    warnings = []
+    if reference.n is not None and stats.meta.get("n", reference.n) < reference.n:
+        warnings.append(f"n_real={reference.n} asked, but {describe(reference)} has {stats.meta['n']} images: "
+                        "using all of them")
+    return stats, hit, warnings
+
+
+def _stats(features, meta: dict) -> ReferenceStats:
+    mu, sigma = gaussian_stats(features.feats)
+    return ReferenceStats(mu, sigma, np.asarray(features.feats, np.float32), {**meta, "n": len(features)})
