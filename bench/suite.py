@@ -341,6 +341,8 @@ def _apply_override(raw: dict, item: str, path: Path) -> None:
         if isinstance(node, str):
             raise BenchError(f"--set {item}: '{part}' is a plain value in {path}, not a mapping")
     last = parts[-1]
+    if parts[:-1] == ["budget"] and isinstance(node, dict):
+        node.clear()  # a budget is steps or epochs: setting one replaces the other
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
             raise BenchError(f"--set {item}: '{last}' is not an index of the list at that path")

@@ -60,6 +60,11 @@ def test_set_overrides_by_dotted_path_and_is_validated(tiny_suite):
         load_suite(tiny_suite(BASE), ["budget.steps=-5"])
 
 
+def test_setting_one_budget_unit_replaces_the_other(tiny_suite):
+    suite = load_suite(tiny_suite(BASE.replace("budget: {steps: 10}", "budget: {epochs: 3}")), ["budget.steps=300"])
+    assert (suite.budget.steps, suite.budget.epochs) == (300, None)
+
+
 def test_only_selects_with_or_within_a_key_and_and_across_keys(tiny_suite):
     trials = expand(load_suite(tiny_suite(BASE)))
     assert {(t.method, t.seed) for t in select(trials, ["method=dcgan", "seed=0"])} == {("dcgan", 0)}
