@@ -26,7 +26,7 @@ def mnist_test():
     from bench.data import load_dataset
 
     if not (MNIST_ROOT / "MNIST" / "raw").is_dir():
-        pytest.skip(f"MNIST test split not found under {MNIST_ROOT}")
+        pytest.fail(f"MNIST test split not found under {MNIST_ROOT}: the tests read ../shared beside the repository")
     return load_dataset("mnist", 28, "test", data_root=MNIST_ROOT).images
 
 
