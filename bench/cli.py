@@ -101,13 +101,34 @@ def _mount_extensions() -> None:
 _mount_extensions()
 
 
+def _click_errors():
+    """Typer >= 0.20 vendors click as typer._click; older ones use click itself."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
 def main() -> None:
+    errors = _click_errors()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app()
+        code = app(standalone_mode=False)
     except BenchError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
+    except errors.NoArgsIsHelpError as err:  # `bench` or `bench perf` alone: the help is the answer
+        typer.echo(err.ctx.get_help() if err.ctx else str(err))
+        sys.exit(0)
+    except errors.UsageError as err:  # a bad flag or value, in one line like every other user error
+        command = err.ctx.command_path if err.ctx else "bench"
+        typer.echo(f"error: {command}: {err.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(2)
+    except errors.Abort:
+        typer.echo("interrupted: finished trials are kept; rerun the same command to resume", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
         typer.echo("interrupted: finished trials are kept; rerun the same command to resume", err=True)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -57,6 +57,23 @@ def test_bad_input_is_one_line_and_exit_code_2(monkeypatch, capsys, tmp_path, bo
     assert "Traceback" not in err + out
 
 
+@pytest.mark.parametrize("args, message", [
+    (["perf", "train", "--steps", "abc"], "error: bench perf train: Invalid value for '--steps'"),
+    (["run"], "error: bench run: Missing argument 'suite'. (see `bench run --help`)"),
+    (["frob"], "error: bench: No such command 'frob'."),
+    (["run", "s.yaml", "--colour", "red"], "error: bench run: No such option: --colour"),
+])
+def test_bad_flags_and_values_are_one_line_and_exit_code_2(monkeypatch, capsys, args, message):
+    code, out, err = bench_main(monkeypatch, capsys, *args)
+    assert code == 2
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_bench_alone_prints_the_help(monkeypatch, capsys):
+    code, out, err = bench_main(monkeypatch, capsys)
+    assert code == 0 and "run" in out and "report" in out and err == ""
+
+
 def test_no_traceback_in_a_real_process(tmp_path):
     result = run_bench("run", "missing.yaml", cwd=tmp_path)
     assert result.returncode == 2
