@@ -79,12 +79,7 @@ def load_sampler(key: str, runs_root: Path | None = None, device: str | torch.de
     generator.eval()
     class_weights = ckpt.get("class_weights")
 
-    @torch.no_grad()
     def sample(n: int, rng: torch.Generator) -> torch.Tensor:
-        z = torch.randn(n, method.hp.latent_dim, generator=rng, device=rng.device).to(device)
-        labels = None
-        if class_weights is not None:
-            labels = torch.multinomial(class_weights.to(rng.device), n, replacement=True, generator=rng).to(device)
-        return method.generate(generator, z, labels).float()
+        return method.sample(generator, n, rng, class_weights, device)
 
     return sample, trial

@@ -187,18 +187,8 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
 
     def evaluate(method, generator, step: int, class_weights: torch.Tensor | None) -> dict[str, float]:
         rng = torch.Generator(device).manual_seed(trial.seed + 1_000_003)  # same latents at every evaluation
-        if not method.conditional:
-            class_weights = None
-        elif class_weights is not None:
-            class_weights = class_weights.to(device)
-
-        @torch.no_grad()
         def sample(n: int) -> torch.Tensor:
-            z = torch.randn(n, method.hp.latent_dim, generator=rng, device=device)
-            labels = None
-            if class_weights is not None:
-                labels = torch.multinomial(class_weights, n, replacement=True, generator=rng)
-            return method.generate(generator, z, labels).float()
+            return method.sample(generator, n, rng, class_weights)
 
         result = evaluate_generator(sample, spec.n_fake, reference, metrics=spec.metrics, mode=spec.mode,
                                     device=device, cache_dir=options.cache_dir, inception_weights=weights)

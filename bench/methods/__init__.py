@@ -70,6 +70,17 @@ class Method:
     def generate(self, generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return generator(z)
 
+    @torch.no_grad()
+    def sample(self, generator: nn.Module, n: int, rng: torch.Generator, class_weights: torch.Tensor | None = None,
+               device: torch.device | str | None = None) -> torch.Tensor:
+        """n images in [-1, 1] from latents (and, if conditional, labels drawn by class frequency) off `rng` alone."""
+        device = rng.device if device is None else device
+        z = torch.randn(n, self.hp.latent_dim, generator=rng, device=rng.device).to(device)
+        labels = None
+        if self.conditional and class_weights is not None:
+            labels = torch.multinomial(class_weights.to(rng.device), n, replacement=True, generator=rng).to(device)
+        return self.generate(generator, z, labels).float()
+
     def discriminate(self, discriminator: nn.Module, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return discriminator(x)
 
