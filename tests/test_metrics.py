@@ -170,7 +170,8 @@ DIGITS = Reference("digits", split="train", resolution=8, n=60)
 def test_evaluation_records_its_protocol_and_warns_at_small_n(tiny_net, cache):
     result = evaluate_images(digits()[:40], DIGITS, metrics=["fid", "kid", "prdc"], cache_dir=cache)
     assert isinstance(result, EvalResult)
-    assert set(result.values) == {"fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"}
+    assert set(result.values) == {"fid", "kid_mean", "precision", "recall", "density", "coverage"}
+    assert "smaller side" in result.unavailable["kid_std"]  # every subset is all 40 fakes: no spread to report
     assert all(np.isfinite(v) for v in result.values.values())
     p = result.protocol
     assert (p["n_real"], p["n_fake"], p["reference"], p["resolution"], p["mode"]) == \
@@ -178,6 +179,14 @@ def test_evaluation_records_its_protocol_and_warns_at_small_n(tiny_net, cache):
     assert p["weights_sha256"] == "f" * 64 and p["feature_dim"] == "2048" and p["kid_subset_size"] == "40"
     assert any(w.startswith("n_fake=40 < 2048") for w in result.warnings)
     assert any(w.startswith("n_real=60 < 2048") for w in result.warnings)
+
+
+def test_kid_std_is_reported_only_when_subsets_are_smaller_than_both_sides(tiny_net, cache):
+    """With more than 1,000 images per side, subsets differ, so their spread says how certain the mean is."""
+    fake = digits("train", 8)[:1100]
+    result = evaluate_images(fake, Reference("digits", "train", 8), metrics=["kid"], cache_dir=cache)
+    assert result.protocol["kid_subset_size"] == "1000" and "kid_std" not in result.unavailable
+    assert 0 < result.values["kid_std"] < 1
 
 
 def test_reference_statistics_are_cached_and_hit_on_the_second_call(tiny_net, cache):
@@ -351,7 +360,8 @@ def test_bench_fid_between_two_folders_prints_values_and_protocol_as_json(tiny_n
     out = bench_fid(str(real), str(fake), "--kid", "--prdc", "--json")
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
-    assert result["fid"] > 0 and set(result["kid"]) == {"mean", "std"}
+    assert result["fid"] > 0 and result["kid"]["mean"] is not None
+    assert result["kid"]["std"] is None and "kid_std" in result["unavailable"]  # 30 fakes: every subset is all
     assert {"precision", "recall", "density", "coverage"} <= set(result)
     p = result["protocol"]
     assert (p["n_real"], p["n_fake"], p["resolution"], p["mode"]) == (40, 30, "native", "clean")

@@ -1,7 +1,8 @@
 """Any folder of images. Class subfolders become labels; `<path>/<split>/` is used when it exists.
 
 Images are converted to RGB (or kept grey when every image is grey), centre-cropped to a square and resized to the
-suite's resolution. Corrupt or unreadable files are skipped and logged, never fatal.
+suite's resolution. Corrupt or unreadable files, and files declaring more than MAX_IMAGE_PIXELS pixels, are skipped
+and logged, never fatal (bench/data/images.py); 16-bit images are scaled to 8 bits.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from bench.data import ImageSet, register_dataset, resize, uint8_to_unit
+from bench.data.images import decode, is_grey
 from bench.errors import BenchError, DatasetNotFound
 
 log = logging.getLogger(__name__)
@@ -25,20 +27,13 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def read_image(path: Path, resolution: int, mode: str):
-    """Decode one file to a square uint8 array (H, W, C) composited on white; None when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode one file to a square uint8 array (H, W, C) composited on white; None (logged) when it cannot be read."""
+    from PIL import Image
 
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("RGBA", "LA", "P"):
-                img = img.convert("RGBA")
-                background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(background, img)
-            img = img.convert(mode)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        log.warning("skipping unreadable image %s: %s", path, err)
+    arr = decode(path, mode)
+    if arr is None:
         return None
+    img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
     w, h = img.size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
@@ -72,16 +67,8 @@ def load_image_folder(folder: Path, resolution: int, name: str = "folder") -> Im
 
 
 def _all_grey(files: list[Path]) -> bool:
-    from PIL import Image
-
-    for path in files[:64]:  # a sample decides; decoding every header twice is not worth it
-        try:
-            with Image.open(path) as img:
-                if img.mode not in ("L", "1", "I;16", "I"):
-                    return False
-        except OSError:
-            continue
-    return True
+    # a sample decides; decoding every header twice is not worth it. Unreadable files do not vote.
+    return all(grey is not False for grey in map(is_grey, files[:64]))
 
 
 @register_dataset("folder", "any image folder (option `path`); class subfolders become labels",

@@ -45,22 +45,26 @@ class EvalResult:
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> reason
 
 
+# (phase, images done, images in all) -> None: "reference statistics" or "generated images"
+ProgressCallback = Callable[[str, int, int], None]
+
+
 def evaluate_generator(sample: Callable[[int], torch.Tensor], n_fake: int, reference: Reference,
                        metrics: Sequence[str] = ("fid",), mode: str = "clean", device: str | torch.device = "cpu",
                        batch_size: int = 50, cache_dir: Path | None = None,
-                       inception_weights: Path | None = None) -> EvalResult:
+                       inception_weights: Path | None = None, progress: ProgressCallback | None = None) -> EvalResult:
     """Metrics of `n_fake` images from `sample(k)` ((k, C, H, W) in [-1, 1]; the caller seeds it) vs `reference`."""
     from bench.metrics.evaluate import evaluate_generator as run
 
-    return run(sample, n_fake, reference, metrics, mode, device, batch_size, cache_dir, inception_weights)
+    return run(sample, n_fake, reference, metrics, mode, device, batch_size, cache_dir, inception_weights, progress)
 
 
 def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Sequence[str] = ("fid",),
                     mode: str = "clean", device: str | torch.device = "cpu", batch_size: int = 50,
                     cache_dir: Path | None = None, inception_weights: Path | None = None,
-                    n_fake: int | None = None) -> EvalResult:
+                    n_fake: int | None = None, progress: ProgressCallback | None = None) -> EvalResult:
     """Metrics of a tensor of images in [-1, 1] (or uint8), or of an image folder (its first `n_fake` after a
     seeded shuffle), vs `reference`."""
     from bench.metrics.evaluate import evaluate_images as run
 
-    return run(fake, reference, metrics, mode, device, batch_size, cache_dir, inception_weights, n_fake)
+    return run(fake, reference, metrics, mode, device, batch_size, cache_dir, inception_weights, n_fake, progress)

@@ -58,12 +58,34 @@ def _device(name: str):
 
 
 def _folder_resolution(folder: str) -> int:
-    from PIL import Image
-
+    """The smaller side of the folder's first readable image (unreadable ones are skipped when features are read)."""
+    from bench.data.images import image_size
     from bench.metrics.reference import folder_files
 
-    with Image.open(folder_files(Path(folder))[0]) as img:
-        return min(img.size)
+    for path in folder_files(Path(folder)):
+        size = image_size(path)
+        if size is not None:
+            return min(size)
+    raise BenchError(f"{folder}: none of its images can be read")
+
+
+def _progress():
+    """Images through Inception, as a live line on a terminal (stderr); nothing in logs and pipes."""
+    import sys
+
+    from bench.progress import Console, StepProgress
+
+    console = Console(sys.stderr)
+    if not console.live:
+        return None
+    bars: dict[str, StepProgress] = {}
+
+    def show(phase: str, done: int, total: int) -> None:
+        bars.setdefault(phase, StepProgress(console, phase, total, "images")).update(done)
+        if done >= total:
+            console.done()
+
+    return show
 
 
 def _format(result) -> dict[str, Any]:
@@ -72,7 +94,7 @@ def _format(result) -> dict[str, Any]:
     if "fid" in v:
         out["fid"] = v["fid"]
     if "kid_mean" in v:
-        out["kid"] = {"mean": v["kid_mean"], "std": v["kid_std"]}
+        out["kid"] = {"mean": v["kid_mean"], "std": v.get("kid_std")}
     for name in ("precision", "recall", "density", "coverage"):
         if name in v:
             out[name] = v[name]
@@ -133,7 +155,8 @@ def fid_command(
                               data_root)
     else:
         reference = Reference(f"{ref.kind}:{ref.value}", n=n)
-    common = dict(metrics=metrics, mode=mode, device=dev, batch_size=batch_size, inception_weights=inception_weights)
+    common = dict(metrics=metrics, mode=mode, device=dev, batch_size=batch_size, inception_weights=inception_weights,
+                  progress=_progress())
     if fake.kind == "run":
         rng = torch.Generator().manual_seed(seed)
         result = evaluate_generator(lambda k: sample(k, rng), n or trial_eval.get("n_fake", 2048), reference,
@@ -160,7 +183,10 @@ def _print(result, json_out: bool) -> None:
     for name, value in out.items():
         if name in ("protocol", "warnings", "unavailable"):
             continue
-        shown = f"{value['mean']:.6g} ± {value['std']:.2g}" if isinstance(value, dict) else f"{value:.6g}"
+        if isinstance(value, dict):
+            shown = f"{value['mean']:.6g}" + (f" ± {value['std']:.2g}" if value["std"] is not None else "")
+        else:
+            shown = f"{value:.6g}"
         typer.echo(f"{name:<10} {shown}")
     for name, reason in result.unavailable.items():
         typer.echo(f"{name:<10} unavailable: {reason}")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.metrics import METRICS, RELIABLE_N, EvalResult, Reference
+from bench.metrics import METRICS, RELIABLE_N, EvalResult, ProgressCallback, Reference
 from bench.metrics.features import FeatureExtractor, Features, check_mode, sampler_batches, tensor_batches
 from bench.metrics.inception import FEATURE_DIM, load_feature_network
 from bench.metrics.reference import describe, folder_files, reference_stats, resolution_tag
@@ -24,30 +24,35 @@ def check_metrics(metrics: Sequence[str]) -> list[str]:
 
 def evaluate_generator(sample: Callable[[int], torch.Tensor], n_fake: int, reference: Reference,
                        metrics: Sequence[str] = ("fid",), mode: str = "clean", device="cpu", batch_size: int = 50,
-                       cache_dir: Path | None = None, inception_weights: Path | None = None) -> EvalResult:
+                       cache_dir: Path | None = None, inception_weights: Path | None = None,
+                       progress: ProgressCallback | None = None) -> EvalResult:
     if n_fake < 2:
         raise BenchError(f"n_fake={n_fake}: FID needs at least 2 generated images")
-    return _evaluate(lambda: sampler_batches(sample, n_fake, batch_size), reference, metrics, mode, device,
-                     batch_size, cache_dir, inception_weights)
+    return _evaluate(lambda: sampler_batches(sample, n_fake, batch_size), n_fake, reference, metrics, mode, device,
+                     batch_size, cache_dir, inception_weights, progress)
 
 
 def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Sequence[str] = ("fid",),
                     mode: str = "clean", device="cpu", batch_size: int = 50, cache_dir: Path | None = None,
-                    inception_weights: Path | None = None, n_fake: int | None = None) -> EvalResult:
+                    inception_weights: Path | None = None, n_fake: int | None = None,
+                    progress: ProgressCallback | None = None) -> EvalResult:
     if isinstance(fake, str | Path):
         from bench.metrics.features import file_batches
 
         files = folder_files(Path(fake), n_fake)
         batches = lambda: file_batches(files, batch_size)  # noqa: E731
+        total = len(files)
     else:
         images = fake[:n_fake] if n_fake is not None else fake
         batches = lambda: tensor_batches(images, batch_size)  # noqa: E731
-    return _evaluate(batches, reference, metrics, mode, device, batch_size, cache_dir, inception_weights)
+        total = len(images)
+    return _evaluate(batches, total, reference, metrics, mode, device, batch_size, cache_dir, inception_weights,
+                     progress)
 
 
-def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], reference: Reference, metrics: Sequence[str],
-              mode: str, device, batch_size: int, cache_dir: Path | None,
-              inception_weights: Path | None) -> EvalResult:
+def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, reference: Reference,
+              metrics: Sequence[str], mode: str, device, batch_size: int, cache_dir: Path | None,
+              inception_weights: Path | None, progress: ProgressCallback | None) -> EvalResult:
     metrics, mode, device = check_metrics(metrics), check_mode(mode), torch.device(device)
     if batch_size < 1:
         raise BenchError(f"batch size {batch_size}: must be at least 1")
@@ -58,11 +63,14 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], reference: Referenc
 
         classifier = InceptionClassifier(inception_weights, device)
     need_feats = "kid" in metrics or "prdc" in metrics
-    ref, _, warnings = reference_stats(reference, mode, FeatureExtractor(net, mode, device), weights_sha,
-                                       batch_size, cache_dir, need_feats)
-    fake = FeatureExtractor(net, mode, device, classifier)(batches())
+    # the evaluated side first: when it is unusable, say so before the (possibly long) reference pass
+    if total < 2:
+        raise BenchError(f"only {total} evaluated image: FID needs at least 2 per side")
+    fake = FeatureExtractor(net, mode, device, classifier)(batches(), _phase(progress, "generated images", total))
     if len(fake) < 2:
-        raise BenchError(f"only {len(fake)} generated image: FID needs at least 2")
+        raise BenchError(f"only {len(fake)} evaluated image could be read: FID needs at least 2 per side")
+    ref, _, warnings = reference_stats(reference, mode, FeatureExtractor(net, mode, device), weights_sha,
+                                       batch_size, cache_dir, need_feats, progress=progress)
     n_real = ref.meta.get("n")
     protocol = {"n_real": str(n_real if n_real is not None else "unknown"), "n_fake": str(len(fake)),
                 "reference": describe(reference), "resolution": resolution_tag(reference), "mode": mode,
@@ -84,6 +92,10 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], reference: Referenc
     return EvalResult(values, protocol, warnings, unavailable)
 
 
+def _phase(progress: ProgressCallback | None, phase: str, total: int) -> Callable[[int], None] | None:
+    return None if progress is None else (lambda done: progress(phase, done, total))
+
+
 def _fid(ref, fake: Features) -> float:
     """FID through the cheaper eigenproblem: the covariance factor of whichever side has fewer samples."""
     from bench.metrics.frechet import covariance_factor, frechet_distance, gaussian_stats
@@ -103,7 +115,15 @@ def _kid(real: np.ndarray | None, fake: Features, values, protocol, unavailable)
     elif min(len(real), len(fake)) < 2:
         unavailable["kid"] = "KID needs at least 2 images per side"
     else:
-        values["kid_mean"], values["kid_std"], m = kernel_inception_distance(real, fake.feats)
+        mean, std, m = kernel_inception_distance(real, fake.feats)
+        values["kid_mean"] = mean
+        smaller = min(len(real), len(fake))
+        if m >= smaller:  # every subset of the smaller side is that whole side: the spread is not uncertainty
+            unavailable["kid_std"] = (f"every KID subset holds all {smaller} images of the smaller side (subset size "
+                                      f"{m}), so the spread over subsets does not measure the estimate's "
+                                      "uncertainty; compare KID across seeds instead")
+        else:
+            values["kid_std"] = std
         protocol.update(kid_subsets=str(SUBSETS), kid_subset_size=str(m))
 
 

@@ -82,13 +82,18 @@ class FeatureExtractor:
         self.net, self.mode, self.device, self.classifier = net, check_mode(mode), torch.device(device), classifier
 
     @torch.inference_mode()
-    def __call__(self, batches: Iterable[torch.Tensor]) -> Features:
+    def __call__(self, batches: Iterable[torch.Tensor], progress: Callable[[int], None] | None = None) -> Features:
+        """Features of every image of `batches`; `progress(images done)` after each batch."""
         feats, probs = [], []
+        done = 0
         for batch in batches:
             images = prepare(batch.to(self.device) if self.mode != "clean" else batch, self.mode).to(self.device)
             feats.append(self.net((images - 128) / 128).reshape(-1, FEATURE_DIM).float().cpu().numpy())
             if self.classifier is not None:
                 probs.append(self.classifier(images))
+            done += batch.shape[0]
+            if progress is not None:
+                progress(done)
         if not feats:
             raise BenchError("no images to extract features from")
         return Features(np.concatenate(feats), np.concatenate(probs) if probs else None)
@@ -112,17 +117,20 @@ def sampler_batches(sample: Callable[[int], torch.Tensor], n: int, batch_size: i
         done += k
 
 
-def file_batches(paths: list[Path], batch_size: int) -> Iterator[torch.Tensor]:
-    """Image files read as clean-fid reads them (PIL, converted to RGB), batched; a batch never mixes sizes."""
-    from PIL import Image
+def file_batches(paths: list[Path], batch_size: int, skipped: list[Path] | None = None) -> Iterator[torch.Tensor]:
+    """Image files read as clean-fid reads them (PIL, converted to RGB), batched; a batch never mixes sizes.
+
+    Unreadable files (and decompression bombs) are skipped and logged, and appended to `skipped` if given.
+    """
+    from bench.data.images import decode
 
     pending: list[np.ndarray] = []
     for path in paths:
-        try:
-            with Image.open(path) as img:
-                array = np.asarray(img.convert("RGB"), dtype=np.uint8)
-        except OSError as err:
-            raise BenchError(f"{path}: cannot read image ({err}); remove it or fix the file") from None
+        array = decode(path, "RGB", composite_alpha=False)
+        if array is None:
+            if skipped is not None:
+                skipped.append(path)
+            continue
         if pending and (len(pending) == batch_size or pending[0].shape != array.shape):
             yield torch.from_numpy(np.stack(pending)).permute(0, 3, 1, 2)
             pending = []

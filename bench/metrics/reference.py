@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.metrics import Reference
+from bench.metrics import ProgressCallback, Reference
 from bench.metrics.cache import ReferenceStats, cached_stats, load_stats, stats_path
 from bench.metrics.features import FeatureExtractor, file_batches, tensor_batches
 from bench.metrics.frechet import gaussian_stats
@@ -98,7 +98,8 @@ def load_stats_file(reference: Reference, mode: str, weights_sha256: str, need_f
 
 def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor, weights_sha256: str,
                     batch_size: int = 50, cache_dir: Path | None = None, need_feats: bool = False,
-                    use_cache: bool = True) -> tuple[ReferenceStats, bool, list[str]]:
+                    use_cache: bool = True, progress: ProgressCallback | None = None) \
+        -> tuple[ReferenceStats, bool, list[str]]:
     """(statistics, cache hit, warnings) for a reference, computed once and cached per protocol."""
     if kind(reference) == "stats":
         stats, warnings = load_stats_file(reference, mode, weights_sha256, need_feats)
@@ -117,7 +118,7 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
         label = f"folder_{folder.resolve().name}-{reference.n or 'all'}-{mode}"
 
         def compute() -> ReferenceStats:
-            return _stats(extractor(file_batches(files, batch_size)), meta)
+            return _stats(extractor(file_batches(files, batch_size), _phase(progress, len(files))), meta)
     else:
         label = f"{reference.dataset}-{reference.split}-{reference.resolution}px-{reference.n or 'all'}-{mode}"
 
@@ -127,7 +128,8 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
             images = load_dataset(reference.dataset, reference.resolution, reference.split, reference.data_root,
                                   **reference.options).images
             idx = subset_indices(len(images), reference.n)
-            return _stats(extractor(tensor_batches(images if idx is None else images[idx], batch_size)), meta)
+            chosen = images if idx is None else images[idx]
+            return _stats(extractor(tensor_batches(chosen, batch_size), _phase(progress, len(chosen))), meta)
 
     path = stats_path(cache_dir, fields, label)
     stats, hit = cached_stats(path, compute, need_feats, use_cache)
@@ -138,6 +140,12 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
     return stats, hit, warnings
 
 
+def _phase(progress: ProgressCallback | None, total: int):
+    return None if progress is None else (lambda done: progress("reference statistics", done, total))
+
+
 def _stats(features, meta: dict) -> ReferenceStats:
+    if len(features) < 2:
+        raise BenchError(f"reference {meta['reference']}: only {len(features)} readable image; FID needs at least 2")
     mu, sigma = gaussian_stats(features.feats)
     return ReferenceStats(mu, sigma, np.asarray(features.feats, np.float32), {**meta, "n": len(features)})
