@@ -33,7 +33,7 @@ def run_crawl(config: CrawlConfig) -> dict:
     """Crawl in this process (once per process): the outcome, or BenchError when the crawl stopped."""
     from scrapy.crawler import CrawlerProcess
 
-    from scrapers.middlewares import STOP_MESSAGE
+    from scrapers.middlewares import NETWORK_ERROR, STOP_MESSAGE
     from scrapers.spider import MinifigSpider
 
     config.save()
@@ -47,6 +47,10 @@ def run_crawl(config: CrawlConfig) -> dict:
     message = stats.get(STOP_MESSAGE)
     if reason != "finished" and not message:
         message = f"the crawl ended early ({reason}); rerun `bench data build lego` to resume from the cache"
+    if reason == "finished" and not stats.get("item_scraped_count") and stats.get(NETWORK_ERROR):
+        reason = "network_error"  # nothing found because nothing could be fetched: say so, not "no minifigures"
+        message = (f"{stats[NETWORK_ERROR]}; check --base-url and the network, then rerun `bench data build "
+                   f"lego` (crawl log: {config.paths.log})")
     outcome = {"finish_reason": reason, "message": message,
                "stats": {key: stats.get(key, 0) for key in _REPORTED_STATS}}
     config.paths.outcome.write_text(json.dumps(outcome, indent=2, sort_keys=True) + "\n")

@@ -106,3 +106,33 @@ class StopOnBlockingPage:
                                  "cached: wait (a quota resets daily) and rerun `bench data build lego` "
                                  "to resume")
         raise IgnoreRequest(reason)
+
+
+NETWORK_ERROR = "bench/first_network_error"
+
+
+class RecordNetworkErrors:
+    """Keeps the first request that failed for good (after Scrapy's retries), e.g. "connection refused to URL",
+    so a crawl that found nothing can say why in one line. Placed below the retry middleware, it sees only the
+    failures the retries gave up on."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        if self.crawler.stats.get_value(NETWORK_ERROR) is None and not isinstance(exception, IgnoreRequest):
+            self.crawler.stats.set_value(NETWORK_ERROR, f"{network_error_text(exception)} to {request.url}")
+
+
+def network_error_text(exception: Exception) -> str:
+    """'connection refused', 'DNS lookup failed', 'timed out'... from Twisted's exception names."""
+    name = type(exception).__name__
+    known = {"ConnectionRefusedError": "connection refused", "DownloadConnectionRefusedError": "connection refused",
+             "DNSLookupError": "DNS lookup failed", "TimeoutError": "timed out", "TCPTimedOutError": "timed out",
+             "DownloadTimeoutError": "timed out", "ConnectError": "cannot connect",
+             "ConnectionLost": "connection lost", "ResponseNeverReceived": "no response"}
+    return known.get(name, f"{name}: {str(exception).splitlines()[0][:120] if str(exception) else ''}".rstrip(": "))

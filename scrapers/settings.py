@@ -51,6 +51,11 @@ class CrawlPaths:
         return self.root / "crawl.json"
 
     @property
+    def log(self) -> Path:
+        """Scrapy's log of the last crawl."""
+        return self.root / "crawl.log"
+
+    @property
     def outcome(self) -> Path:
         """How the last crawl ended (finished, or stopped and why), read by the process that started it."""
         return self.root / "last_crawl.json"
@@ -165,7 +170,10 @@ def scrapy_settings(config: CrawlConfig) -> dict:
             "scrapers.middlewares.BackoffRetryMiddleware": 550,
             # Above the HTTP cache (900) so a blocking page is recognised before it could be cached.
             "scrapers.middlewares.StopOnBlockingPage": 950,
+            # Below the retries (550): sees only the failures they gave up on.
+            "scrapers.middlewares.RecordNetworkErrors": 50,
         },
+        "EXTENSIONS": {"scrapers.progress.CrawlProgress": 500},
         # The cache makes a rerun or a resumed crawl fetch nothing twice. Error answers are never cached.
         "HTTPCACHE_ENABLED": True,
         "HTTPCACHE_DIR": str(paths.http_cache),
@@ -184,5 +192,7 @@ def scrapy_settings(config: CrawlConfig) -> dict:
         "REMOTE_CONTROL_ENABLED": False,
         "TWISTED_REACTOR": "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
         "LOG_LEVEL": "INFO",
+        "LOG_FILE": str(paths.log),  # the screen gets one progress line (scrapers.progress), the file the rest
+        "LOG_FILE_APPEND": False,
         "BENCH_CRAWL_CONFIG": config.to_json(),
     }
