@@ -1,4 +1,5 @@
-"""nox sessions: `uvx nox -s tests` runs the test suite, `uvx nox -s lint` runs ruff."""
+"""nox sessions: `uvx nox -s tests` runs the test suite, `uvx nox -s lint` runs ruff, `uvx nox -s example`
+regenerates the example report."""
 
 import nox
 
@@ -16,3 +17,20 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "bench", "scrapers", "tests", "noxfile.py")
+
+
+@nox.session(venv_backend="none")
+def example(session: nox.Session) -> None:
+    """Regenerate the committed example report (reports/quickstart/) from a fresh run of the quickstart.
+
+    Run it, and `uv run python -m tests.test_golden`, in the commit that changes what training or evaluation
+    computes: the golden test fails until they are regenerated.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = f"sqlite:///{tmp}/mlflow.db"
+        session.run("uv", "run", "bench", "run", "suites/quickstart.yaml", "--runs-dir", f"{tmp}/runs",
+                    "--tracking-uri", store, external=True)
+        session.run("uv", "run", "bench", "report", "--suite", "quickstart", "--tracking-uri", store, "--out",
+                    "reports/quickstart", external=True)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from bench.errors import BenchError
+from bench.errors import BenchError, Interrupted
 
 app = typer.Typer(help="Reproducible comparative studies of GANs.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -31,6 +31,8 @@ def run(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="train failed trials again")] = False,
 ) -> None:
     """Train every trial of a suite that is not finished; resume interrupted ones."""
+    from bench.preflight import DataCache, check_trials
+    from bench.progress import Console
     from bench.runner import RunOptions, run_trials, trial_status
     from bench.suite import DEVICE_PATTERN, expand, load_suite, select
     from bench.tracking import resolve_tracking_uri
@@ -42,6 +44,7 @@ def run(
     if not trials:
         raise BenchError(f"{suite}: no trial matches the --only filters {only}")
     if dry_run:
+        check_trials(trials, DataCache(data_root), device)  # what would stop a real run half-way stops it here
         typer.echo(f"suite {spec.name}: {len(trials)} trials")
         for t in trials:
             params = " ".join(f"{k}={v}" for k, v in sorted(t.params.items()))
@@ -50,11 +53,21 @@ def run(
         return
     options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, retry_failed=retry_failed,
                          tracking_uri=resolve_tracking_uri(tracking_uri, spec.tracking_uri))
-    counts = run_trials(trials, options, say=typer.echo)
-    typer.echo(f"suite {spec.name}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) +
-               f"; records in {options.tracking_uri}")
+    result = run_trials(trials, options, console=Console())
+    counts = result.counts
+    parts = [f"{counts['finished']} trained", f"{counts['skipped']} already finished"]
     if counts["failed"]:
-        raise typer.Exit(1)
+        parts.append(f"{counts['failed']} FAILED")
+    if counts["skipped_failed"]:
+        parts.append(f"{counts['skipped_failed']} failed earlier and skipped (--retry-failed trains them again)")
+    typer.echo(f"suite {spec.name}: {len(trials)} trials: " + ", ".join(parts) + f"; records in {options.tracking_uri}")
+    for line in result.failed:
+        typer.echo(f"  failed: {line}")
+    if result.pending:
+        typer.echo(f"  the records of {len(result.pending)} trials could not be sent to {options.tracking_uri}; "
+                   f"they are kept in {result.pending[0] / 'pending'} (and the like) and are sent by the next "
+                   f"`bench run {suite}`, once the store is back")
+    raise typer.Exit(result.exit_code)
 
 
 @app.command("ls")
@@ -110,25 +123,74 @@ def _click_errors():
     return exceptions
 
 
+INTERRUPTED = "interrupted: finished work is kept; rerun the same command to go on"
+
+
 def main() -> None:
+    """Run the app; turn every way it can end into an exit code and at most one line on stderr.
+
+    User errors: 2. Interrupted: 130. A bug in bench: 1, one line naming the file that holds the traceback.
+    """
     errors = _click_errors()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         code = app(standalone_mode=False)
     except BenchError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(2)
+        _fail(f"error: {err}", 2)
+    except Interrupted as err:
+        _fail(str(err), 130)
     except errors.NoArgsIsHelpError as err:  # `bench` or `bench perf` alone: the help is the answer
         typer.echo(err.ctx.get_help() if err.ctx else str(err))
         sys.exit(0)
     except errors.UsageError as err:  # a bad flag or value, in one line like every other user error
         command = err.ctx.command_path if err.ctx else "bench"
-        typer.echo(f"error: {command}: {err.format_message()} (see `{command} --help`)", err=True)
-        sys.exit(2)
-    except errors.Abort:
-        typer.echo("interrupted: finished trials are kept; rerun the same command to resume", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: finished trials are kept; rerun the same command to resume", err=True)
-        sys.exit(130)
+        _fail(f"error: {command}: {err.format_message()} (see `{command} --help`)", 2)
+    except typer.Abort:  # end of input at a prompt
+        _fail("aborted", 1)
+    except BrokenPipeError:  # `bench ... | head -1`: the reader has gone; stop quietly, with typer's code for it
+        _silence_stdout()
+        sys.exit(1)
+    except Exception as err:  # a bug in bench: one line, and the traceback where it can be read
+        _fail(_internal_error(err), 1)
+    if code == 130:  # typer turns Ctrl-C outside a suite run into exit code 130
+        _fail(INTERRUPTED, 130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(line: str, code: int) -> None:
+    try:
+        typer.echo(line, err=True)
+    except BrokenPipeError:
+        pass
+    sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _internal_error(err: Exception) -> str:
+    """Save the traceback to a file (stderr with BENCH_DEBUG=1) and say where, in one line."""
+    import os
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(err))
+    summary = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+    if os.environ.get("BENCH_DEBUG"):
+        sys.stderr.write(text)
+        return f"error: internal error ({summary}); this is a bug in bench, please report it with the traceback above"
+    from bench.metrics.cache import default_cache_dir
+
+    path = default_cache_dir() / "errors" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"bench {' '.join(sys.argv[1:])}\n\n{text}", encoding="utf-8")
+        where = f"traceback in {path}"
+    except OSError:
+        where = "rerun with BENCH_DEBUG=1 for the traceback"
+    return f"error: internal error ({summary}); this is a bug in bench, please report it ({where})"

@@ -1,4 +1,4 @@
-"""User-facing errors: the CLI prints them as one line and exits with code 2."""
+"""User-facing errors: the CLI prints them as one line and exits with code 2 (an interruption: 130)."""
 
 
 class BenchError(Exception):
@@ -7,3 +7,7 @@ class BenchError(Exception):
 
 class DatasetNotFound(BenchError):
     """A registered dataset whose files are not on disk."""
+
+
+class Interrupted(Exception):  # noqa: N818 - it is what happened, not an error of the user's
+    """Ctrl-C, after the work was put in order. Message: what was kept and how to go on."""

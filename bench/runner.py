@@ -1,7 +1,10 @@
-"""Run a suite's trials: skip the finished, resume the interrupted, lock each trial so that two `bench run`
-processes never train the same one, record every trial in MLflow, and go on when one fails.
+"""Run a suite's trials: check them all first, skip the finished, resume the interrupted, lock each trial so two
+`bench run` processes never train the same one, record every trial in MLflow, and go on when one fails.
 
-Local state per trial lives in runs/<suite>/<key>/: checkpoint.pt, status.json, run.json (the MLflow run id), lock.
+`run_trial` is self-contained: it takes the trial's lock, trains, records and catches every failure of the trial
+(recorded as failed with its reason, its checkpoint kept). `run_trials` is the local executor around it.
+Local state per trial lives in runs/<suite>/<key>/: checkpoint.pt, status.json, run.json (the MLflow run id),
+lock, error.txt (the traceback of a failure) and pending/ (records the store could not take yet).
 """
 
 from __future__ import annotations
@@ -9,17 +12,24 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
+import signal
+import threading
+import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bench.checkpoint import CHECKPOINT_NAME, default_runs_root
-from bench.data import ImageSet, load_dataset
+from bench.errors import BenchError, Interrupted
 from bench.files import write_atomic
+from bench.preflight import DataCache, check_runs_folder, check_trials, clean_stale_temporaries
+from bench.progress import Console, StepProgress
 from bench.suite import Trial
 
 log = logging.getLogger(__name__)
@@ -28,12 +38,34 @@ _warned: set[str] = set()  # evaluation warnings are the same for every trial of
 
 @dataclass
 class RunOptions:
-    runs_root: Path = default_runs_root()
+    runs_root: Path = field(default_factory=default_runs_root)
     data_root: Path | None = None
     tracking_uri: str | None = None  # resolved; None = no MLflow (tests, perf)
     device: str | None = None  # overrides the suite's
     retry_failed: bool = False
     cache_dir: Path | None = None
+
+
+@dataclass
+class Outcome:
+    """How one trial ended in this process."""
+
+    status: str  # finished | failed | skipped (already finished) | skipped_failed | busy (another process has it)
+    summary: str = ""
+    records_pending: str | None = None  # why the MLflow records are still on disk, if they are
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SuiteResult:
+    counts: Counter
+    pending: list[Path]  # trial folders whose records could not be sent
+    failed: list[str]  # one line per failed trial
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every selected trial is finished and recorded; 1 otherwise (failed, or records pending)."""
+        return 1 if (self.counts["failed"] or self.counts["skipped_failed"] or self.pending) else 0
 
 
 def trial_dir(trial: Trial, runs_root: Path) -> Path:
@@ -43,137 +75,298 @@ def trial_dir(trial: Trial, runs_root: Path) -> Path:
 def trial_status(trial: Trial, runs_root: Path) -> str:
     """finished | failed | interrupted (has a checkpoint) | new."""
     folder = trial_dir(trial, runs_root)
-    status_file = folder / "status.json"
-    if status_file.exists():
-        return json.loads(status_file.read_text())["status"]
-    return "interrupted" if (folder / CHECKPOINT_NAME).exists() else "new"
+    try:
+        return json.loads((folder / "status.json").read_text())["status"]
+    except FileNotFoundError:
+        return "interrupted" if (folder / CHECKPOINT_NAME).exists() else "new"
+    except (ValueError, KeyError):  # a torn or hand-edited file: the trial is not known to be done
+        return "interrupted" if (folder / CHECKPOINT_NAME).exists() else "new"
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    write_atomic(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
+    write_atomic(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode()))
 
 
 @contextmanager
-def trial_lock(folder: Path) -> Iterator[bool]:
-    """An exclusive, non-blocking flock; the OS drops it when the holder dies, even by SIGKILL."""
+def trial_lock(folder: Path, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """An exclusive flock; the OS drops it when the holder dies, even by SIGKILL. When another process holds it:
+    False at once, or, given `on_wait`, that is called and the lock waited for."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "lock", "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            if on_wait is None:
+                yield False
+                return
+            on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class DataCache:
-    """Each (dataset, split, resolution) is loaded once per suite run and shared by its trials."""
+# the suite ------------------------------------------------------------------------------------------------------
 
-    def __init__(self, data_root: Path | None):
-        self.data_root, self.sets = data_root, {}
-
-    def get(self, trial: Trial) -> ImageSet:
-        d = trial.dataset
-        key = (d.name, d.split, trial.resolution, repr(sorted(d.options.items())))
-        if key not in self.sets:
-            self.sets[key] = load_dataset(d.name, trial.resolution, d.split, self.data_root, **d.options)
-        return self.sets[key]
-
-
-def run_trials(trials: list[Trial], options: RunOptions, say: Callable[[str], None] = print) -> dict[str, int]:
-    """Train every trial that is not done. Returns counts per outcome."""
-    from bench.train import resolve_device
-
-    counts = {"finished": 0, "failed": 0, "skipped": 0, "busy": 0}
+def prepare(trials: list[Trial], options: RunOptions, say: Callable[[str], None] = print) -> DataCache:
+    """Everything checkable before training: trials, runs folder, tracking store; then send pending records."""
     data = DataCache(options.data_root)
-    for trial in trials:  # a missing dataset stops the run before any training, not half-way through
-        if trial_status(trial, options.runs_root) not in ("finished", "failed"):
-            data.get(trial)
-    for i, trial in enumerate(trials, 1):
-        prefix = f"[{i}/{len(trials)}] {trial.key} {trial.label} {trial.dataset.name} seed={trial.seed}"
-        status = trial_status(trial, options.runs_root)
-        if status == "finished" or (status == "failed" and not options.retry_failed):
-            say(f"{prefix}: already {status}, skipped" + (" (--retry-failed reruns it)" if status == "failed" else ""))
-            counts["skipped"] += 1
-            continue
-        folder = trial_dir(trial, options.runs_root)
-        with trial_lock(folder) as acquired:
-            if not acquired:
-                say(f"{prefix}: being trained by another process, skipped")
-                counts["busy"] += 1
+    largest_checkpoint = check_trials(trials, data, options.device)
+    for suite in sorted({t.suite for t in trials}):
+        check_runs_folder(options.runs_root, suite, largest_checkpoint)
+        if options.tracking_uri is not None:
+            from bench.tracking import open_store
+
+            store = open_store(options.tracking_uri, suite)
+            say(f"records: {options.tracking_uri}, experiment '{suite}' (artifacts in {store.artifact_location})")
+            _send_pending(options.runs_root, suite, say)
+    return data
+
+
+def _send_pending(runs_root: Path, suite: str, say: Callable[[str], None]) -> None:
+    from bench.recorder import pending_folders, replay
+
+    folders = pending_folders(runs_root, suite)
+    failures = []
+    for folder in folders:
+        with trial_lock(folder) as acquired:  # a trial being trained elsewhere still writes its journal
+            if acquired and (why := replay(folder)) is not None:
+                failures.append((folder, why))
+    if folders:
+        say(f"sent the pending records of {len(folders) - len(failures)} of {len(folders)} trials")
+    if failures:
+        folder, why = failures[0]
+        raise BenchError(f"the records kept in {folder / 'pending'} cannot be sent ({why}); fix the store, then "
+                         "rerun; nothing was trained")
+
+
+def run_trials(trials: list[Trial], options: RunOptions, say: Callable[[str], None] | None = None,
+               console: Console | None = None) -> SuiteResult:
+    """The local executor: check everything, then train every trial that is not done, one after another.
+
+    A trial another process is training is deferred to the end and waited for, then trained here if that
+    process died before finishing it: every trial ends trained exactly once, whoever trains it.
+    """
+    console = console or Console(live=False)
+    say = say or console.say
+    data = prepare(trials, options, say)
+    counts: Counter = Counter()
+    pending, failed = [], []
+    deferred = []
+    with ctrl_c_stops_training() as stop_requested:
+        for i, trial in enumerate(trials, 1):
+            outcome = run_trial(trial, options, data, console, say, f"[{i}/{len(trials)}]", stop_requested)
+            if outcome.status == "busy":
+                deferred.append((i, trial))
                 continue
-            status = trial_status(trial, options.runs_root)  # it may have finished while we waited
-            if status == "finished":
-                say(f"{prefix}: already finished, skipped")
-                counts["skipped"] += 1
-                continue
-            device = resolve_device(options.device or trial.device)
-            say(f"{prefix}: {'resuming' if status == 'interrupted' else 'training'} on {device}")
-            outcome = train_trial(trial, data.get(trial), device, folder, options)
-            counts[outcome["status"]] += 1
-            say(f"{prefix}: {outcome['summary']}")
-    return counts
+            _tally(outcome, trial, counts, pending, failed, options)
+            _check_stop(stop_requested, counts)
+        for i, trial in deferred:
+            outcome = run_trial(trial, options, data, console, say, f"[{i}/{len(trials)}]", stop_requested,
+                                wait=True)
+            _tally(outcome, trial, counts, pending, failed, options)
+            _check_stop(stop_requested, counts)
+    console.done()
+    return SuiteResult(counts, pending, failed)
 
 
-def train_trial(trial: Trial, data: ImageSet, device: torch.device, folder: Path, options: RunOptions) -> dict:
-    from bench.train import Trainer, TrialDiverged
+def _tally(outcome: Outcome, trial: Trial, counts: Counter, pending: list, failed: list,
+           options: RunOptions) -> None:
+    counts[outcome.status] += 1
+    if outcome.records_pending:
+        pending.append(trial_dir(trial, options.runs_root))
+    if outcome.status in ("failed", "skipped_failed"):
+        failed.append(f"{trial.key} {trial.label} {trial.dataset.name} seed={trial.seed}: {outcome.summary}")
 
-    tracker = _open_tracker(trial, folder, device, options)
-    evaluate = make_evaluator(trial, tracker, device, options) if trial.eval.metrics else None
-    trainer = Trainer(trial, data, device, folder, tracker=tracker, evaluate=evaluate)
+
+def _check_stop(stop_requested: Callable[[], bool], counts: Counter) -> None:
+    if stop_requested():
+        raise Interrupted(f"interrupted between trials: {counts['finished']} trained in this run, each one kept; "
+                          "rerun the same command to go on")
+
+
+@contextmanager
+def ctrl_c_stops_training() -> Iterator[Callable[[], bool]]:
+    """The first Ctrl-C asks the running trial to checkpoint after its current step and stop; a second one stops
+    at once (the steps since the last checkpoint are then lost). Only the main thread can take signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    requested = threading.Event()
+
+    def handler(signum, frame):
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        os.write(2, b"\nstopping after this step (Ctrl-C again to stop at once and lose the steps since the "
+                    b"last checkpoint)\n")
+
+    previous = signal.signal(signal.SIGINT, handler)
     try:
-        result = trainer.run()
-    except TrialDiverged as failure:
-        outcome = {"status": "failed", "step": failure.step, "reason": failure.reason,
-                   "summary": f"FAILED at step {failure.step}: {failure.reason}"}
-        if tracker is not None:
-            tracker.set_tags({"bench.status": "failed", "bench.failure_reason": failure.reason,
-                              "bench.failure_step": failure.step})
-            tracker.finish("failed")
-        write_json_atomic(folder / "status.json", outcome)
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# one trial ------------------------------------------------------------------------------------------------------
+
+def run_trial(trial: Trial, options: RunOptions, data: DataCache | None = None, console: Console | None = None,
+              say: Callable[[str], None] | None = None, prefix: str = "", should_stop: Callable[[], bool] = bool,
+              wait: bool = False) -> Outcome:
+    """Train one trial unless it is done or another process holds it; every failure becomes an Outcome."""
+    console = console or Console(live=False)
+    say = say or console.say
+    data = data or DataCache(options.data_root)
+    name = f"{prefix} {trial.key} {trial.label} {trial.dataset.name} seed={trial.seed}".strip()
+    folder = trial_dir(trial, options.runs_root)
+    status = trial_status(trial, options.runs_root)
+    if (skipped := _skip(status, options, name, say)) is not None:
+        return skipped
+    with trial_lock(folder, (lambda: say(f"{name}: waiting for the other process that is training it"))
+                    if wait else None) as acquired:
+        if not acquired:
+            say(f"{name}: being trained by another process; coming back to it at the end")
+            return Outcome("busy")
+        status = trial_status(trial, options.runs_root)  # it may have finished while we waited
+        if (skipped := _skip(status, options, name, say)) is not None:
+            return skipped
+        clean_stale_temporaries(folder)
+        from bench.train import resolve_device
+
+        device = resolve_device(options.device or trial.device)
+        resuming = (folder / CHECKPOINT_NAME).exists()  # interrupted, or failed and retried
+        say(f"{name}: {'resuming' if resuming else 'training'} on {device}")
+        outcome = _train(trial, data.get(trial), device, folder, options, console, name, should_stop)
+        say(f"{name}: {outcome.summary}")
         return outcome
+
+
+def _skip(status: str, options: RunOptions, name: str, say: Callable[[str], None]) -> Outcome | None:
+    if status == "finished":
+        say(f"{name}: already finished, skipped")
+        return Outcome("skipped", "already finished")
+    if status == "failed" and not options.retry_failed:
+        say(f"{name}: already failed, skipped (--retry-failed trains it again)")
+        return Outcome("skipped_failed", "failed in an earlier run (--retry-failed trains it again)")
+    return None
+
+
+def _train(trial: Trial, data, device: torch.device, folder: Path, options: RunOptions, console: Console,
+           name: str, should_stop: Callable[[], bool]) -> Outcome:
+    from bench.train import Trainer, TrainingStopped, TrialDiverged
+
+    recorder = _open_recorder(trial, folder, device, options)
+    progress = None
+    try:
+        evaluate = make_evaluator(trial, recorder, device, options, console, name) if trial.eval.metrics else None
+        trainer = Trainer(trial, data, device, folder, tracker=recorder, evaluate=evaluate)
+        progress = StepProgress(console, f"{name.split(' ')[0]} {trial.label} {trial.dataset.name} s{trial.seed}",
+                                trainer.total)
+
+        def show(step: int, total: int, means: dict[str, float], images_per_s: float) -> None:
+            losses = " ".join(f"{k} {v:.3f}" for k, v in means.items())
+            progress.update(step, f"{images_per_s:.0f} img/s, {losses}")
+
+        result = trainer.run(progress=show, should_stop=should_stop)
+    except (TrainingStopped, KeyboardInterrupt) as stop:
+        step = stop.step if isinstance(stop, TrainingStopped) else None
+        _finish(recorder, "killed", {"bench.status": "interrupted"})
+        kept = _checkpoint_step(folder)
+        where = (f"stopped and checkpointed at step {step}" if step is not None and step == kept else
+                 f"stopped; its last checkpoint (step {kept}) is kept" if kept else "stopped before its first "
+                 "checkpoint")
+        raise Interrupted(f"interrupted: {trial.label} on {trial.dataset.name} (trial {trial.key}) {where}; "
+                          "finished trials are kept; rerun the same command to resume") from None
+    except TrialDiverged as failure:
+        return _failed(trial, folder, recorder, failure.reason, failure.step)
+    except Exception as err:  # any other failure of this trial: recorded, the suite goes on
+        text = "".join(traceback.format_exception(err)).encode()
+        write_atomic(folder / "error.txt", lambda f: f.write(text))
+        return _failed(trial, folder, recorder, _describe_failure(err), _checkpoint_step(folder))
+    finally:
+        console.done()
     summary = {"steps": result.steps, **{k: round(v, 4) for k, v in result.final_losses.items()}}
     final = result.evaluations[-1] if result.evaluations else {}
     if "fid" in final:
         summary["fid"] = round(final["fid"], 2)
-    if tracker is not None:
-        _log_summary(tracker, result.evaluations)
-        tracker.log_file(folder / CHECKPOINT_NAME, "checkpoint")
-        tracker.set_tags({"bench.status": "finished"})
-        tracker.finish("finished")
-    outcome = {"status": "finished", "steps": result.steps, "losses": result.final_losses,
-               "evaluations": result.evaluations,
-               "summary": "finished: " + ", ".join(f"{k}={v}" for k, v in summary.items())}
-    write_json_atomic(folder / "status.json", outcome)
+    if recorder is not None:
+        _log_summary(recorder, result.evaluations)
+        recorder.log_file(folder / CHECKPOINT_NAME, "checkpoint")
+    outcome = Outcome("finished", "finished: " + ", ".join(f"{k}={v}" for k, v in summary.items()),
+                      details={"steps": result.steps, "losses": result.final_losses,
+                               "evaluations": result.evaluations})
+    write_json_atomic(folder / "status.json", {"status": "finished", **outcome.details})
+    outcome.records_pending = _finish(recorder, "finished", {"bench.status": "finished"})
+    if outcome.records_pending:
+        outcome.summary += f" (records kept on disk: {outcome.records_pending})"
     return outcome
 
 
-def _open_tracker(trial: Trial, folder: Path, device: torch.device, options: RunOptions):
+def _failed(trial: Trial, folder: Path, recorder, reason: str, step: int | None) -> Outcome:
+    details = {"status": "failed", "reason": reason, "step": step}
+    write_json_atomic(folder / "status.json", details)
+    pending = _finish(recorder, "failed", {"bench.status": "failed", "bench.failure_reason": reason,
+                                           "bench.failure_step": step if step is not None else ""})
+    at = f" at step {step}" if step is not None else ""
+    return Outcome("failed", f"FAILED{at}: {reason}", pending, details)
+
+
+def _describe_failure(err: Exception) -> str:
+    """One line for a trial's failure: what happened and, for the usual causes, what to do."""
+    import errno
+
+    text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+    if isinstance(err, torch.cuda.OutOfMemoryError) or isinstance(err, MemoryError):
+        return f"out of memory ({type(err).__name__}); lower batch_size or width, or use a larger device"
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return f"disk full ({err.filename or 'writing'}); free space and rerun to resume from the checkpoint"
+    if isinstance(err, BenchError):
+        return text
+    return f"{type(err).__name__}: {text} (traceback in error.txt of the trial's runs folder)"
+
+
+def _checkpoint_step(folder: Path) -> int | None:
+    path = folder / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
+    except Exception:
+        return None
+
+
+def _finish(recorder, status: str, tags: dict[str, Any]) -> str | None:
+    """Close the trial's MLflow run; returns why its records are still on disk, or None when all were sent."""
+    if recorder is None:
+        return None
+    recorder.set_tags(tags)
+    recorder.finish(status)
+    return recorder.close()
+
+
+def _open_recorder(trial: Trial, folder: Path, device: torch.device, options: RunOptions):
     if options.tracking_uri is None:
         return None
-    from bench.tracking import MlflowTracker, environment
+    from bench.recorder import TrialRecorder
+    from bench.tracking import environment
 
-    run_file = folder / "run.json"
-    run_id = json.loads(run_file.read_text())["run_id"] if run_file.exists() else None
     tags = {"bench.suite": trial.suite, "bench.trial_key": trial.key, "bench.method": trial.method,
             "bench.label": trial.label, "bench.dataset": trial.dataset.name, "bench.seed": str(trial.seed),
             "bench.status": "running"}
-    tracker = MlflowTracker(options.tracking_uri, trial.suite, run_id,
-                            f"{trial.label}-{trial.dataset.name}-s{trial.seed}-{trial.key}", tags)
-    write_json_atomic(run_file, {"run_id": tracker.run_id, "tracking_uri": options.tracking_uri})
-    if not tracker.resumed:
+    recorder = TrialRecorder(options.tracking_uri, trial.suite, folder,
+                             f"{trial.label}-{trial.dataset.name}-s{trial.seed}-{trial.key}", tags)
+    if not recorder.resumed:
         hidden = {"key", "suite", "method", "label", "dataset", "seed"}
-        tracker.log_params({**{k: v for k, v in trial.flat().items() if k not in hidden}, "device": str(device)})
-        tracker.log_json(trial.model_dump(mode="json"), "config.json")
-        tracker.log_json(environment(device), "environment.json")
-    tracker.set_tags({"bench.status": "running"})
-    return tracker
+        recorder.log_params({**{k: v for k, v in trial.flat().items() if k not in hidden}, "device": str(device)})
+        recorder.log_json(trial.model_dump(mode="json"), "config.json")
+        recorder.log_json(environment(device), "environment.json")
+    recorder.set_tags({"bench.status": "running"})
+    return recorder
 
 
-def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOptions):
+def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOptions, console: Console | None = None,
+                   name: str = ""):
     """The closure the loop calls at each evaluation step: metrics from bench.metrics, logged with protocol."""
     from bench.metrics import Reference, evaluate_generator
 
@@ -187,11 +380,20 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
 
     def evaluate(method, generator, step: int, class_weights: torch.Tensor | None) -> dict[str, float]:
         rng = torch.Generator(device).manual_seed(trial.seed + 1_000_003)  # same latents at every evaluation
+
         def sample(n: int) -> torch.Tensor:
             return method.sample(generator, n, rng, class_weights)
 
+        bars: dict[str, StepProgress] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if console is not None:
+                bar = bars.setdefault(phase, StepProgress(console, f"{name} step {step}: {phase}", total, "images"))
+                bar.update(done)
+
         result = evaluate_generator(sample, spec.n_fake, reference, metrics=spec.metrics, mode=spec.mode,
-                                    device=device, cache_dir=options.cache_dir, inception_weights=weights)
+                                    device=device, cache_dir=options.cache_dir, inception_weights=weights,
+                                    progress=progress)
         for message in result.warnings:
             if message not in _warned:
                 log.warning("%s", message)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -102,6 +103,8 @@ class Numerics(Strict):
 
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+MAX_SEED = 2**31 - 1
+MAX_TRIALS = 10_000  # a trial is a whole training run: a suite beyond this is a typo, not a study
 
 
 class Suite(Strict):
@@ -162,8 +165,21 @@ class Suite(Strict):
         if isinstance(value, int):
             if value < 1:
                 raise ValueError("a seed count must be at least 1")
+            if value > MAX_TRIALS:  # checked before the list is built: `seeds: 100000000` must not eat memory
+                raise ValueError(f"{value} seeds: a suite holds at most {MAX_TRIALS:,} trials, each a full "
+                                 "training run; use fewer seeds or split the study into several suites")
             return list(range(value))
+        if isinstance(value, list) and len(value) > MAX_TRIALS:
+            raise ValueError(f"{len(value)} seeds: a suite holds at most {MAX_TRIALS:,} trials")
         return value
+
+    @field_validator("seeds")
+    @classmethod
+    def seeds_in_range(cls, seeds: list[int]) -> list[int]:
+        for seed in seeds:
+            if not 0 <= seed <= MAX_SEED:  # the range every RNG bench seeds (python, numpy, torch) accepts
+                raise ValueError(f"seed {seed} is out of range; seeds are integers from 0 to {MAX_SEED}")
+        return seeds
 
     @field_validator("device")
     @classmethod
@@ -181,6 +197,11 @@ class Suite(Strict):
                     raise ValueError(f"methods.{i}.datasets: '{d}' is not among the suite's datasets {names}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be distinct")
+        labels = [m.label or m.name for m in self.methods]
+        for i, label in enumerate(labels):
+            if label in labels[:i]:  # two report rows with one name could not be told apart
+                raise ValueError(f"methods.{i}: the label '{label}' is used twice; give one entry its own "
+                                 "`label:` (e.g. label: {label}-small)".replace("{label}", label))
         return self
 
 
@@ -252,7 +273,14 @@ def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
     if not path.is_file():
         raise BenchError(f"{path}: suite file not found; see suites/ for examples (suites/quickstart.yaml)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise BenchError(f"{path}: not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r}); "
+                         "save the suite as UTF-8") from None
+    except OSError as err:
+        raise BenchError(f"{path}: cannot read the suite ({err.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -275,6 +303,11 @@ def validate_suite(raw: dict, source: str | Path = "<suite>") -> Suite:
         suite = Suite.model_validate(raw)
     except ValidationError as err:
         raise BenchError(f"{source}: {_describe(err, raw)}") from None
+    count = trial_count(suite)
+    if count > MAX_TRIALS:
+        raise BenchError(f"{source}: the suite expands to {count:,} trials (methods x datasets x grid points x "
+                         f"seeds); a suite holds at most {MAX_TRIALS:,}, each a full training run: shrink the grid "
+                         "or the seeds, or split the study into several suites")
     for i, m in enumerate(suite.methods):  # hyperparameters are checked against each method's own schema
         hyper = get_method(m.name).Hyper
         for where, names in ((f"methods.{i}.params", m.params), (f"methods.{i}.grid", m.grid), ("grid", suite.grid)):
@@ -328,18 +361,27 @@ def _apply_override(raw: dict, item: str, path: Path) -> None:
     if "=" not in item:
         raise BenchError(f"--set {item}: expected dotted.path=value, e.g. --set budget.steps=300")
     dotted, value_text = item.split("=", 1)
-    value = yaml.safe_load(value_text) if value_text else None
+    try:
+        value = yaml.safe_load(value_text) if value_text else None
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or "not valid YAML"
+        raise BenchError(f"--set {item}: the value is not valid YAML ({problem}); quote it, e.g. "
+                         "--set 'eval.metrics=[fid, kid]'") from None
     node: Any = raw
     parts = dotted.split(".")
-    for part in parts[:-1]:
+    if not all(parts):
+        raise BenchError(f"--set {item}: empty part in the path '{dotted}'; e.g. --set budget.steps=300")
+    for depth, part in enumerate(parts[:-1]):
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise BenchError(f"--set {item}: '{part}' is not an index of the list at that path")
             node = node[int(part)]
-        else:
+        elif isinstance(node, dict):
             node = node.setdefault(part, {})
-        if isinstance(node, str):
-            raise BenchError(f"--set {item}: '{part}' is a plain value in {path}, not a mapping")
+        if not isinstance(node, dict | list):
+            where = ".".join(parts[:depth + 1])
+            raise BenchError(f"--set {item}: '{where}' is a plain value ({node!r}), not a mapping; "
+                             f"set it directly, e.g. --set {where}=...")
     last = parts[-1]
     if parts[:-1] == ["budget"] and isinstance(node, dict):
         node.clear()  # a budget is steps or epochs: setting one replaces the other
@@ -352,6 +394,16 @@ def _apply_override(raw: dict, item: str, path: Path) -> None:
 
 
 # expansion ----------------------------------------------------------------------------------------------------
+
+def trial_count(suite: Suite) -> int:
+    """How many trials `expand` would make, counted without making them."""
+    total = 0
+    for m in suite.methods:
+        datasets = sum(m.datasets is None or d.name in m.datasets for d in suite.datasets)
+        grid = {**suite.grid, **m.grid}
+        total += datasets * math.prod(len(v) for v in grid.values()) * len(suite.seeds)
+    return total
+
 
 def _grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     names = sorted(grid)

@@ -47,10 +47,22 @@ class NullTracker:
 Evaluator = Callable[[Method, torch.nn.Module, int, torch.Tensor | None], dict[str, float]]
 
 
+# (step, total steps, mean losses of the last window, images/s) -> None; called at every loss flush
+Progress = Callable[[int, int, dict[str, float], float], None]
+
+
 class TrialDiverged(Exception):
     def __init__(self, step: int, reason: str):
         super().__init__(f"step {step}: {reason}")
         self.step, self.reason = step, reason
+
+
+class TrainingStopped(Exception):  # noqa: N818 - asked for (Ctrl-C), not an error
+    """`should_stop` said so: the checkpoint of `step` has been written, the trial can resume from it."""
+
+    def __init__(self, step: int):
+        super().__init__(f"stopped at step {step}")
+        self.step = step
 
 
 @dataclass
@@ -118,6 +130,7 @@ class Trainer:
         self.trial, self.device, self.run_dir = trial, device, run_dir
         self.tracker = tracker or NullTracker()
         self.evaluate = evaluate
+        self.progress: Progress | None = None
         seed_everything(trial.seed)
         self.data = data.to(device)
         if trial.numerics.channels_last:
@@ -243,6 +256,8 @@ class Trainer:
         self.tracker.log_metrics(metrics, step=self.step)
         self.window.zero_()
         self.window_steps = 0
+        if self.progress is not None:
+            self.progress(self.step, self.total, means, metrics["images_per_s"])
         return means
 
     @torch.no_grad()
@@ -265,8 +280,14 @@ class Trainer:
         if values:
             self.evaluations.append({"step": self.step, **values})
 
-    def run(self, stop_after: int | None = None) -> TrainResult:
-        """Train to the budget (or `stop_after` steps, for tests and perf). Resumes from the checkpoint if any."""
+    def run(self, stop_after: int | None = None, progress: Progress | None = None,
+            should_stop: Callable[[], bool] | None = None) -> TrainResult:
+        """Train to the budget (or `stop_after` steps, for tests and perf). Resumes from the checkpoint if any.
+
+        `should_stop` is asked after every step; when it says yes the state is checkpointed at that step and
+        TrainingStopped is raised (the runner's Ctrl-C), so a resume loses nothing.
+        """
+        self.progress = progress
         self.resume()
         log_cfg, eval_every = self.trial.log, self.trial.eval.every
         end = self.total if stop_after is None else min(self.total, stop_after)
@@ -285,8 +306,11 @@ class Trainer:
                 self.tracker.log_png(self.sample_grid(), f"samples/step_{step:06d}.png")
             if eval_every and step % eval_every == 0 and step != self.total:
                 self.run_evaluation()
-            if step % log_cfg.checkpoint_every == 0 or step == self.total:
+            stop = should_stop is not None and step < self.total and should_stop()
+            if step % log_cfg.checkpoint_every == 0 or step == self.total or stop:
                 self.save()
+            if stop:
+                raise TrainingStopped(step)
         if self.step == self.total:
             if not means and self.window_steps:
                 means = self.flush_losses(time.perf_counter() - window_start)

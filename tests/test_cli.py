@@ -114,7 +114,7 @@ def test_run_then_rerun_trains_nothing_and_dry_run_shows_status(tmp_path):
     assert everything.stdout.count("training on cpu") == 4  # --set made a different trial
     again = run_bench("run", str(suite), cwd=tmp_path)
     assert again.returncode == 0
-    assert "training on" not in again.stdout and again.stdout.count("already finished") == 4
+    assert "training on" not in again.stdout and again.stdout.count(": already finished, skipped") == 4
     dry = run_bench("run", str(suite), "--dry-run", cwd=tmp_path)
     assert dry.stdout.count(" finished ") == 4
 

@@ -78,14 +78,15 @@ budget: {steps: 6}
 eval: {metrics: []}
 """)
     lines = []
-    counts = run_trials(expand(load_suite(path)), RunOptions(runs_root=tmp_path / "runs"), say=lines.append)
-    assert counts["failed"] == 1 and counts["finished"] == 1
+    result = run_trials(expand(load_suite(path)), RunOptions(runs_root=tmp_path / "runs"), say=lines.append)
+    assert result.counts["failed"] == 1 and result.counts["finished"] == 1 and result.exit_code == 1
     failed = expand(load_suite(path))[0]
     status = json.loads((trial_dir(failed, tmp_path / "runs") / "status.json").read_text())
     assert status["status"] == "failed" and status["step"] == 1 and "loss_d became nan" in status["reason"]
     # a rerun skips both: the finished one and the failed one (which would fail the same way)
     again = run_trials(expand(load_suite(path)), RunOptions(runs_root=tmp_path / "runs"), say=lines.append)
-    assert again["skipped"] == 2
+    assert again.counts["skipped"] == 1 and again.counts["skipped_failed"] == 1
+    assert again.exit_code == 1  # a rerun that skips a failed trial says so in its exit code
 
 
 KILL_SUITE = """

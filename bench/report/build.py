@@ -5,6 +5,7 @@ The order is fixed: records -> tidy table -> trials -> summaries and tests -> di
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -100,6 +101,14 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
 def _claim(out: Path, formats: list[str]) -> None:
     """Refuse to overwrite pages bench did not write; remove the generated files this run regenerates, so no
     stale table or figure of a previous report survives."""
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out}: is a file, not a folder; choose a folder (default reports/<suite>/)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BenchError(f"--out {out}: cannot create the folder ({err.strerror}); choose another --out") from None
+    if not os.access(out, os.W_OK):
+        raise BenchError(f"--out {out}: the folder is not writable; choose another --out")
     for name, fmt in (("index.html", "html"), ("README.md", "md")):
         page = out / name
         ours = not page.is_file() or render.MARKER in page.read_text(encoding="utf-8", errors="replace")[:400]

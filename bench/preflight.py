@@ -1,0 +1,154 @@
+"""Checks made for every trial before the first one trains, so a suite never stops half-way on a mistake.
+
+`bench run --dry-run` makes the trial checks too. Each problem is one BenchError naming the trial:
+- the data: the dataset (and the evaluation's reference split) loads, and holds at least one batch;
+- the method: it accepts the data (a conditional method needs labels) and its networks build and fit together
+  at the suite's resolution and channels, checked on PyTorch's "meta" device (shapes only, no memory, no time);
+- the evaluation: the reference split exists, a statistics file or Inception weights named by the suite exist;
+- the device exists;
+and for a real run: the runs folder is writable with room for the checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.data import DATASETS, ImageSet, load_dataset
+from bench.errors import BenchError
+from bench.suite import Trial
+
+_MARGIN_BYTES = 64 << 20  # sample grids, status files, MLflow's copy of a small final checkpoint
+
+
+class DataCache:
+    """Each (dataset, split, resolution, options) is loaded once per suite run and shared by its trials."""
+
+    def __init__(self, data_root: Path | None):
+        self.data_root, self.sets = data_root, {}
+
+    def get(self, trial: Trial, split: str | None = None) -> ImageSet:
+        d = trial.dataset
+        split = split or d.split
+        key = (d.name, split, trial.resolution, repr(sorted(d.options.items())))
+        if key not in self.sets:
+            self.sets[key] = load_dataset(d.name, trial.resolution, split, self.data_root, **d.options)
+        return self.sets[key]
+
+
+@dataclass(frozen=True)
+class NetworkCheck:
+    checkpoint_bytes: int  # networks and optimizer moments, what one checkpoint of the trial takes on disk
+
+
+def check_trials(trials: list[Trial], data: DataCache, device_override: str | None = None) -> int:
+    """Check every trial (see the module docstring); returns the largest checkpoint size in bytes."""
+    from bench.train import resolve_device
+
+    checked: dict[str, NetworkCheck] = {}
+    largest = 0
+    for trial in trials:
+        where = f"trial {trial.key} ({trial.label} on {trial.dataset.name}, seed {trial.seed})"
+        try:
+            resolve_device(device_override or trial.device)
+            images = data.get(trial)
+            if len(images) < trial.batch_size:
+                raise BenchError(f"the dataset has {len(images)} images, fewer than batch_size {trial.batch_size}; "
+                                 f"lower batch_size to at most {len(images)}")
+            shape = (trial.method, json.dumps(trial.params, sort_keys=True, default=str), images.channels,
+                     trial.resolution, images.n_classes)
+            key = repr(shape)
+            if key not in checked:
+                checked[key] = check_networks(trial, images)
+            largest = max(largest, checked[key].checkpoint_bytes)
+            check_evaluation(trial, data)
+        except BenchError as err:
+            message = str(err)
+            raise BenchError(message if message.startswith("dataset") else f"{where}: {message}") from None
+    return largest
+
+
+def check_networks(trial: Trial, data: ImageSet) -> NetworkCheck:
+    """Build the method's networks on the meta device and pass a batch of two through G then D."""
+    from bench.methods import get_method
+
+    method = get_method(trial.method)(trial.hyper(), channels=data.channels, resolution=trial.resolution,
+                                      n_classes=data.n_classes)  # raises for a conditional method on unlabelled data
+    try:
+        with torch.device("meta"):
+            generator, discriminator = method.build_generator(), method.build_discriminator()
+            z = torch.randn(2, method.hp.latent_dim)
+            labels = torch.zeros(2, dtype=torch.long) if data.n_classes else None
+            fake = method.generate(generator, z, labels)
+            scores = method.discriminate(discriminator, fake, labels)
+    except BenchError:
+        raise
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise BenchError(f"method '{trial.method}' cannot be built for {data.channels}-channel images at "
+                         f"{trial.resolution} px ({str(err).splitlines()[0][:160]})") from None
+    expected = (2, data.channels, trial.resolution, trial.resolution)
+    if tuple(fake.shape) != expected or scores.numel() != 2:
+        raise BenchError(f"method '{trial.method}' makes images of shape {tuple(fake.shape)[1:]} and "
+                         f"{scores.numel()} scores for 2 images at {trial.resolution} px; expected {expected[1:]}")
+    params = sum(p.numel() * p.element_size() for net in (generator, discriminator) for p in net.parameters())
+    return NetworkCheck(checkpoint_bytes=3 * params)  # weights + two optimizer moments (Adam's; RMSprop has one)
+
+
+def check_evaluation(trial: Trial, data: DataCache) -> None:
+    spec = trial.eval
+    if not spec.metrics:
+        return
+    if spec.n_fake < 2:
+        raise BenchError(f"eval.n_fake={spec.n_fake}: FID needs at least 2 generated images")
+    if spec.inception_weights and not Path(spec.inception_weights).expanduser().is_file():
+        raise BenchError(f"eval.inception_weights: {spec.inception_weights} is not a file")
+    if spec.reference_stats:
+        if not Path(spec.reference_stats).expanduser().is_file():
+            raise BenchError(f"eval.reference_stats: {spec.reference_stats} is not a file; give an .npz with mu "
+                             "and sigma")
+        return
+    splits = DATASETS[trial.dataset.name].splits
+    if spec.reference_split not in splits:
+        raise BenchError(f"eval.reference_split: dataset '{trial.dataset.name}' has no split "
+                         f"'{spec.reference_split}'; it has: {', '.join(splits)}")
+    reference = data.get(trial, spec.reference_split)
+    if len(reference) < 2:
+        raise BenchError(f"the reference split '{spec.reference_split}' has {len(reference)} image; FID needs 2")
+
+
+def check_runs_folder(runs_root: Path, suite: str, checkpoint_bytes: int) -> None:
+    """The runs folder must take files, with room for two copies of the largest checkpoint (an atomic write
+    holds the old and the new one at once) and a margin; else one line, before any training."""
+    folder = runs_root / suite
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise BenchError(f"runs folder {folder} cannot be written ({err.strerror or err}); pass a writable "
+                         "--runs-dir (env BENCH_RUNS)") from None
+    need = 2 * checkpoint_bytes + _MARGIN_BYTES
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise BenchError(f"runs folder {folder}: {_mib(free)} free, the trials need about {_mib(need)} "
+                         "(two copies of the largest checkpoint and sample grids); free some space or pass "
+                         "another --runs-dir")
+
+
+def clean_stale_temporaries(folder: Path) -> None:
+    """A process killed mid-write leaves `.<name>.*.tmp`; whoever holds the trial's lock may remove them."""
+    for path in folder.glob(".*.tmp"):
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
