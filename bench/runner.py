@@ -259,10 +259,10 @@ def _train(trial: Trial, data, device: torch.device, folder: Path, options: RunO
     recorder = _open_recorder(trial, folder, device, options)
     progress = None
     try:
-        evaluate = make_evaluator(trial, recorder, device, options, console, name) if trial.eval.metrics else None
+        short = f"{name.split(' ')[0]} {trial.label} {trial.dataset.name} s{trial.seed}".strip()
+        evaluate = make_evaluator(trial, recorder, device, options, console, short) if trial.eval.metrics else None
         trainer = Trainer(trial, data, device, folder, tracker=recorder, evaluate=evaluate)
-        progress = StepProgress(console, f"{name.split(' ')[0]} {trial.label} {trial.dataset.name} s{trial.seed}",
-                                trainer.total)
+        progress = StepProgress(console, short, trainer.total)
 
         def show(step: int, total: int, means: dict[str, float], images_per_s: float) -> None:
             losses = " ".join(f"{k} {v:.3f}" for k, v in means.items())
@@ -388,7 +388,7 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
 
         def progress(phase: str, done: int, total: int) -> None:
             if console is not None:
-                bar = bars.setdefault(phase, StepProgress(console, f"{name} step {step}: {phase}", total, "images"))
+                bar = bars.setdefault(phase, StepProgress(console, f"{name} step {step}, {phase}", total, "images"))
                 bar.update(done)
 
         result = evaluate_generator(sample, spec.n_fake, reference, metrics=spec.metrics, mode=spec.mode,

@@ -86,6 +86,8 @@ class FeatureExtractor:
         """Features of every image of `batches`; `progress(images done)` after each batch."""
         feats, probs = [], []
         done = 0
+        if progress is not None:
+            progress(0)  # the clock starts here, so the first estimate is not made of nothing
         for batch in batches:
             images = prepare(batch.to(self.device) if self.mode != "clean" else batch, self.mode).to(self.device)
             feats.append(self.net((images - 128) / 128).reshape(-1, FEATURE_DIM).float().cpu().numpy())
