@@ -18,6 +18,9 @@ from bench.errors import BenchError
 from bench.files import write_atomic
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# 2: named networks, optimizers and schedulers and the method's own state, a loss window per name.
+# 1 (unnumbered): generator, discriminator, opt_g, opt_d and a window of (loss_d, loss_g); read through `upgrade`.
+FORMAT = 2
 
 
 def default_runs_root() -> Path:
@@ -52,6 +55,24 @@ def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
             from None
 
 
+def upgrade(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint in the current layout; those written before named networks are mapped onto it, so trials
+    interrupted under an earlier version resume (their numbers are the same: the six first methods did not
+    change)."""
+    if state.get("format", 1) >= FORMAT:
+        return state
+    state = dict(state)
+    state["networks"] = {"generator": state.pop("generator"), "discriminator": state.pop("discriminator")}
+    state["optimizers"] = {"generator": state.pop("opt_g"), "discriminator": state.pop("opt_d")}
+    state.setdefault("schedulers", {})
+    state.setdefault("method_state", {})
+    window, steps = state["window"], state["window_steps"]
+    state["window"] = {"loss_d": window[0].clone(), "loss_g": window[1].clone()}
+    state["counts"] = {"loss_d": steps, "loss_g": steps}
+    state["format"] = FORMAT
+    return state
+
+
 def find_trial_dir(key: str, runs_root: Path | None = None) -> Path:
     """runs/<suite>/<key>/ for a trial key (or a unique prefix of one)."""
     root = Path(runs_root) if runs_root is not None else default_runs_root()
@@ -63,23 +84,38 @@ def find_trial_dir(key: str, runs_root: Path | None = None) -> Path:
     return matches[0]
 
 
-def load_sampler(key: str, runs_root: Path | None = None, device: str | torch.device = "cpu"):
-    """(sample(n, rng) -> n images in [-1, 1], trial config dict) from a trial's latest checkpoint."""
-    from bench.methods import get_method
-
+def load_method(key: str, runs_root: Path | None = None, device: str | torch.device = "cpu"):
+    """(method with its trained networks, in eval mode, trial config dict) from a trial's latest checkpoint."""
     path = find_trial_dir(key, runs_root) / CHECKPOINT_NAME
     if not path.exists():
         raise BenchError(f"trial '{key}' has no checkpoint yet; run its suite first")
-    ckpt = load(path, device)
+    return method_from_checkpoint(load(path, device), device)
+
+
+def method_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu"):
+    from bench.methods import DataShape, get_method
+
+    ckpt = upgrade(ckpt)
     trial = ckpt["trial"]
-    shape = ckpt["data_shape"]
-    method = get_method(trial["method"])(get_method(trial["method"]).Hyper(**trial["params"]), **shape)
-    generator = method.build_generator().to(device)
-    generator.load_state_dict(ckpt["generator"])
-    generator.eval()
-    class_weights = ckpt.get("class_weights")
+    cls = get_method(trial["method"])
+    recorded = ckpt["data_shape"]
+    shape = DataShape(recorded["channels"], recorded["resolution"], recorded.get("n_classes", 0),
+                      ckpt.get("class_weights"), tuple(recorded.get("classes", ())))
+    method = cls(cls.Hyper(**trial["params"]), shape)
+    method.nets = method.build()
+    for name, net in method.nets.items():
+        net.load_state_dict(ckpt["networks"][name])
+        net.to(device).eval()
+    method.device = torch.device(device)
+    method.load_extra_state(ckpt.get("method_state", {}))
+    return method, trial
+
+
+def load_sampler(key: str, runs_root: Path | None = None, device: str | torch.device = "cpu"):
+    """(sample(n, rng) -> n images in [-1, 1], trial config dict) from a trial's latest checkpoint."""
+    method, trial = load_method(key, runs_root, device)
 
     def sample(n: int, rng: torch.Generator) -> torch.Tensor:
-        return method.sample(generator, n, rng, class_weights, device)
+        return method.sample(n, rng)
 
     return sample, trial

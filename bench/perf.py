@@ -31,7 +31,7 @@ def synthetic_data(n: int, channels: int, resolution: int) -> ImageSet:
 
 
 def bench_loop(method: str, data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int) -> float:
-    hyper = get_method(method).Hyper(width=width).model_dump()
+    hyper = get_method(method).Hyper(width=width).as_params()
     trial = Trial(suite="perf", method=method, label=method, params=hyper, dataset=DatasetSpec(name="digits"),
                   seed=0, budget=Budget(steps=10**9), resolution=data.resolution, batch_size=batch_size,
                   eval=EvalSpec(metrics=[]), numerics=Numerics(), log=LogSpec(every=50, samples_every=10**9,

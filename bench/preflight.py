@@ -74,29 +74,31 @@ def check_trials(trials: list[Trial], data: DataCache, device_override: str | No
 
 
 def check_networks(trial: Trial, data: ImageSet) -> NetworkCheck:
-    """Build the method's networks on the meta device and pass a batch of two through G then D."""
+    """Build the method's networks on the meta device and draw a batch of two from its generator."""
     from bench.methods import get_method
+    from bench.train import data_shape
 
-    method = get_method(trial.method)(trial.hyper(), channels=data.channels, resolution=trial.resolution,
-                                      n_classes=data.n_classes)  # raises for a conditional method on unlabelled data
+    shape = data_shape(data, trial.resolution)
+    method = get_method(trial.method)(trial.hyper(), shape)  # raises for a conditional method on unlabelled data
     try:
         with torch.device("meta"):
-            generator, discriminator = method.build_generator(), method.build_discriminator()
-            z = torch.randn(2, method.hp.latent_dim)
-            labels = torch.zeros(2, dtype=torch.long) if data.n_classes else None
-            fake = method.generate(generator, z, labels)
-            scores = method.discriminate(discriminator, fake, labels)
+            method.nets = method.build()
+            rng = torch.Generator()  # latents are drawn on the CPU, then moved to the meta device
+            latents = {k: v.to("meta") for k, v in method.sample_latents(2, rng).items()}
+            fake, scores = method.probe(latents)
     except BenchError:
         raise
-    except (RuntimeError, ValueError, TypeError) as err:
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
         raise BenchError(f"method '{trial.method}' cannot be built for {data.channels}-channel images at "
                          f"{trial.resolution} px ({str(err).splitlines()[0][:160]})") from None
     expected = (2, data.channels, trial.resolution, trial.resolution)
-    if tuple(fake.shape) != expected or scores.numel() != 2:
-        raise BenchError(f"method '{trial.method}' makes images of shape {tuple(fake.shape)[1:]} and "
-                         f"{scores.numel()} scores for 2 images at {trial.resolution} px; expected {expected[1:]}")
-    params = sum(p.numel() * p.element_size() for net in (generator, discriminator) for p in net.parameters())
-    return NetworkCheck(checkpoint_bytes=3 * params)  # weights + two optimizer moments (Adam's; RMSprop has one)
+    if tuple(fake.shape) != expected:
+        raise BenchError(f"method '{trial.method}' makes images of shape {tuple(fake.shape)[1:]} at "
+                         f"{trial.resolution} px; expected {expected[1:]}")
+    if scores is not None and scores.numel() != 2:
+        raise BenchError(f"method '{trial.method}': its discriminator gives {scores.numel()} scores for 2 images")
+    params = sum(p.numel() * p.element_size() for net in method.nets.values() for p in net.parameters())
+    return NetworkCheck(checkpoint_bytes=3 * params)  # weights + two optimizer moments (Adam's), an upper bound
 
 
 def check_evaluation(trial: Trial, data: DataCache) -> None:

@@ -378,12 +378,7 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
                               n=spec.n_real, options=dict(trial.dataset.options), data_root=options.data_root)
     weights = Path(spec.inception_weights) if spec.inception_weights else None
 
-    def evaluate(method, generator, step: int, class_weights: torch.Tensor | None) -> dict[str, float]:
-        rng = torch.Generator(device).manual_seed(trial.seed + 1_000_003)  # same latents at every evaluation
-
-        def sample(n: int) -> torch.Tensor:
-            return method.sample(generator, n, rng, class_weights)
-
+    def evaluate(method, step: int) -> dict[str, float]:
         bars: dict[str, StepProgress] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
@@ -391,23 +386,57 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
                 bar = bars.setdefault(phase, StepProgress(console, f"{name} step {step}, {phase}", total, "images"))
                 bar.update(done)
 
-        result = evaluate_generator(sample, spec.n_fake, reference, metrics=spec.metrics, mode=spec.mode,
-                                    device=device, cache_dir=options.cache_dir, inception_weights=weights,
-                                    progress=progress)
-        for message in result.warnings:
-            if message not in _warned:
-                log.warning("%s", message)
-                _warned.add(message)
-        if tracker is not None:
-            tracker.log_metrics(result.values, step=step)
-            tracker.set_tags({f"eval.{k}": v for k, v in result.protocol.items()})
-            if result.unavailable:
-                tracker.set_tags({f"eval.unavailable.{k}": v for k, v in result.unavailable.items()})
-            if result.warnings:
-                tracker.set_tags({"eval.warnings": " | ".join(result.warnings)})
-        return dict(result.values)
+        values: dict[str, float] = {}
+        metrics = [m for m in spec.metrics if m != "intra_fid"]
+        if metrics:
+            rng = torch.Generator(device).manual_seed(trial.seed + 1_000_003)  # same latents at every evaluation
+            result = evaluate_generator(lambda n: method.sample(n, rng), spec.n_fake, reference, metrics=metrics,
+                                        mode=spec.mode, device=device, cache_dir=options.cache_dir,
+                                        inception_weights=weights, progress=progress)
+            values.update(_record(result, tracker, step))
+        if "intra_fid" in spec.metrics:
+            values.update(_intra_fid(method, trial, reference, tracker, step, device, options, progress))
+        return values
 
     return evaluate
+
+
+def _record(result, tracker, step: int) -> dict[str, float]:
+    """Log an evaluation's values with its protocol, warnings (each said once) and what was unavailable."""
+    for message in result.warnings:
+        if message not in _warned:
+            log.warning("%s", message)
+            _warned.add(message)
+    if tracker is not None:
+        tracker.log_metrics(result.values, step=step)
+        tracker.set_tags({f"eval.{k}": v for k, v in result.protocol.items()})
+        if result.unavailable:
+            tracker.set_tags({f"eval.unavailable.{k}": v for k, v in result.unavailable.items()})
+        if result.warnings:
+            tracker.set_tags({"eval.warnings": " | ".join(result.warnings)})
+    return dict(result.values)
+
+
+def _intra_fid(method, trial: Trial, reference, tracker, step: int, device, options: RunOptions,
+               progress) -> dict[str, float]:
+    """Per-class FID of a conditional method; for others it is recorded as unavailable, with the reason."""
+    from bench.metrics import evaluate_per_class
+
+    if not getattr(method, "conditional", False) or reference.dataset.startswith("stats:"):
+        why = ("the method is not conditional" if not getattr(method, "conditional", False) else
+               "eval.reference_stats holds no per-class statistics")
+        if tracker is not None:
+            tracker.set_tags({"eval.unavailable.intra_fid": why})
+        return {}
+    rng = torch.Generator(device).manual_seed(trial.seed + 2_000_003)  # the same latents at every evaluation
+
+    def sample(label: int, n: int) -> torch.Tensor:
+        return method.sample(n, rng, labels=torch.full((n,), label, dtype=torch.long))
+
+    classes = list(method.shape.classes) or [str(c) for c in range(method.shape.n_classes)]
+    result = evaluate_per_class(sample, trial.eval.n_per_class, reference, classes, mode=trial.eval.mode,
+                                device=device, cache_dir=options.cache_dir, progress=progress)
+    return _record(result, tracker, step)
 
 
 def _log_summary(tracker, evaluations: list[dict]) -> None:
@@ -421,4 +450,6 @@ def _log_summary(tracker, evaluations: list[dict]) -> None:
         tracker.set_tags({"eval.best_step": best["step"], "eval.final_step": final["step"]})
     if "kid_mean" in final:
         summary["kid_final"] = final["kid_mean"]
+    if "intra_fid" in final:
+        summary["intra_fid_final"] = final["intra_fid"]
     tracker.log_metrics(summary, step=final["step"])

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.errors import BenchError
-from bench.methods import METHODS, get_method
+from bench.methods import METHODS, added, get_method, identity_dump
 
 
 class Strict(BaseModel):
@@ -74,12 +74,14 @@ class EvalSpec(Strict):
     n_fake: int = Field(2048, gt=0, description="generated images per evaluation")
     n_real: int | None = Field(None, gt=0, description="reference images (default: the whole split)")
     reference_split: str = "train"
-    metrics: list[Literal["fid", "kid", "prdc", "is"]] = Field(default_factory=lambda: ["fid"])
+    metrics: list[Literal["fid", "kid", "prdc", "is", "intra_fid"]] = Field(default_factory=lambda: ["fid"])
     mode: Literal["clean", "legacy_tensorflow"] = "clean"
     reference_stats: str | None = Field(None, description="precomputed statistics (.npz with mu, sigma) to "
                                                           "compare against instead of the dataset")
     inception_weights: str | None = Field(None, description="full Inception weights (with classifier) for the "
                                                             "Inception Score; a machine path, not identity")
+    n_per_class: int = added(128, gt=1, description="generated images per class for intra_fid (conditional "
+                                                   "methods: the FID of each class against its real images)")
 
 
 class LogSpec(Strict):
@@ -230,7 +232,7 @@ class Trial(BaseModel):
         return {
             "method": self.method, "params": self.params, "dataset": self.dataset.model_dump(),
             "seed": self.seed, "budget": self.budget.model_dump(), "resolution": self.resolution,
-            "batch_size": self.batch_size, "eval": self.eval.model_dump(exclude={"inception_weights"}),
+            "batch_size": self.batch_size, "eval": identity_dump(self.eval, exclude={"inception_weights"}),
             "numerics": self.numerics.model_dump(),
         }
 
@@ -419,7 +421,7 @@ def expand(suite: Suite) -> list[Trial]:
             if m.datasets is not None and d.name not in m.datasets:
                 continue
             for point in _grid_points({**suite.grid, **m.grid}):
-                params = hyper(**{**m.params, **point}).model_dump()
+                params = hyper(**{**m.params, **point}).as_params()
                 for seed in suite.seeds:
                     trials.append(Trial(
                         suite=suite.name, method=m.name, label=m.label or m.name, params=params, dataset=d,

@@ -1,13 +1,16 @@
 """The one training loop. Every method goes through it; methods differ in their step, not in copies of the loop.
 
-Per generator step: `critic_steps` discriminator steps on fresh real batches and latents, then one generator step
-on the fake batch of the last discriminator step. One seeded torch.Generator on the training device drives the
-batch order, the latents and any method randomness, so a trial is reproducible and its state fits a checkpoint.
-Losses are accumulated on the device and read every `log.every` steps (no host-device sync per step).
+The method owns its networks, optimizers and step (bench.methods); the loop owns everything around them: the budget,
+the batch order, checkpoints of every declared network, optimizer and scheduler and of the method's own state, NaN/inf
+detection over every loss the step returns, logging of every loss name, evaluation and sample grids. One seeded
+torch.Generator on the training device drives the batch order, the latents and any method randomness, so a trial is
+reproducible and its state fits a checkpoint. Losses are accumulated on the device and read every `log.every` steps
+(no host-device sync per step).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -24,7 +27,7 @@ import torch
 from bench import checkpoint as ckpt_io
 from bench.data import ImageSet
 from bench.errors import BenchError
-from bench.methods import Method, get_method
+from bench.methods import DataShape, Method, StepContext, get_method
 from bench.suite import Trial
 
 log = logging.getLogger(__name__)
@@ -43,10 +46,8 @@ class NullTracker:
         pass
 
 
-# (method, generator, step, class weights or None) -> metric values; the runner builds it from bench.metrics
-Evaluator = Callable[[Method, torch.nn.Module, int, torch.Tensor | None], dict[str, float]]
-
-
+# (method, step) -> metric values; the runner builds it from bench.metrics
+Evaluator = Callable[[Method, int], dict[str, float]]
 # (step, total steps, mean losses of the last window, images/s) -> None; called at every loss flush
 Progress = Callable[[int, int, dict[str, float], float], None]
 
@@ -78,8 +79,8 @@ def total_steps(trial: Trial, n_images: int) -> int:
     if trial.budget.steps is not None:
         return trial.budget.steps
     batches_per_epoch = max(1, n_images // trial.batch_size)
-    critic_steps = trial.hyper().critic_steps
-    return max(1, math.ceil(trial.budget.epochs * batches_per_epoch / critic_steps))
+    per_step = get_method(trial.method).real_batches_per_step(trial.hyper())
+    return max(1, math.ceil(trial.budget.epochs * batches_per_epoch / per_step))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -95,6 +96,13 @@ def fixed_latents(suite: str, dataset: str, latent_dim: int, n: int = 64) -> tor
     """The same latent batch for every trial of a (suite, dataset), so sample grids compare by eye."""
     seed = int(hashlib.sha256(f"{suite}/{dataset}".encode()).hexdigest()[:8], 16)
     return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def data_shape(data: ImageSet, resolution: int) -> DataShape:
+    weights = None
+    if data.labels is not None and data.n_classes:
+        weights = torch.bincount(data.labels.cpu(), minlength=data.n_classes).double()
+    return DataShape(data.channels, resolution, data.n_classes, weights, tuple(data.classes))
 
 
 class BatchOrder:
@@ -122,8 +130,20 @@ class BatchOrder:
         self.perm, self.pos = state["perm"], state["pos"]
 
 
+class BatchSource:
+    """Batches as dicts (images, labels) in the trial's batch order; what a method's step draws from."""
+
+    def __init__(self, data: ImageSet, order: BatchOrder):
+        self.data, self.order = data, order
+
+    def next(self) -> dict[str, torch.Tensor | None]:
+        idx = self.order.next()
+        labels = None if self.data.labels is None else self.data.labels[idx]
+        return {"images": self.data.images[idx], "labels": labels}
+
+
 class Trainer:
-    """Holds one trial's networks, optimizers and RNG; `run()` trains it to its budget, resuming if it can."""
+    """Holds one trial's method (networks, optimizers) and RNG; `run()` trains it to its budget, resuming if it can."""
 
     def __init__(self, trial: Trial, data: ImageSet, device: torch.device, run_dir: Path | None = None,
                  tracker: Tracker | None = None, evaluate: Evaluator | None = None):
@@ -135,31 +155,21 @@ class Trainer:
         self.data = data.to(device)
         if trial.numerics.channels_last:
             self.data.images = self.data.images.contiguous(memory_format=torch.channels_last)
-        method_cls = get_method(trial.method)
-        self.data_shape = {"channels": data.channels, "resolution": trial.resolution, "n_classes": data.n_classes}
-        self.method = method_cls(trial.hyper(), **self.data_shape)
-        self.generator = self.method.build_generator().to(device)
-        self.discriminator = self.method.build_discriminator().to(device)
-        if trial.numerics.channels_last:
-            self.generator.to(memory_format=torch.channels_last)
-            self.discriminator.to(memory_format=torch.channels_last)
-        self.opt_g, self.opt_d = self.method.optimizers(self.generator, self.discriminator)
+        self.shape = data_shape(data, trial.resolution)
+        self.total = total_steps(trial, len(data))
+        self.method = get_method(trial.method)(trial.hyper(), self.shape)
+        self.method.setup(device, trial.numerics.channels_last, trial.numerics.compile, self.total)
         self.rng = torch.Generator(device).manual_seed(trial.seed)
         self.order = BatchOrder(len(data), trial.batch_size, self.rng)
-        self.total = total_steps(trial, len(data))
+        self.batches = BatchSource(self.data, self.order)
         self.step = 0
-        self.window = torch.zeros(2, device=device, dtype=torch.float64)  # sums of loss_d, loss_g
+        # loss name -> sum over the logging window (float64, on device), and how many steps returned it (a lazy
+        # regulariser is returned only on the steps that compute it)
+        self.window: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
         self.window_steps = 0
         self.first_bad_step = torch.full((), -1, device=device, dtype=torch.long)
         self.evaluations: list[dict[str, Any]] = []
-        self.class_weights = None
-        if data.labels is not None and data.n_classes:
-            self.class_weights = torch.bincount(data.labels, minlength=data.n_classes).double().cpu()
-        self._g_step = self.generator
-        self._d_step = self.discriminator
-        if trial.numerics.compile:
-            self._g_step = torch.compile(self.generator)
-            self._d_step = torch.compile(self.discriminator)
 
     # checkpoints ---------------------------------------------------------------------------------------------
     @property
@@ -167,14 +177,20 @@ class Trainer:
         return None if self.run_dir is None else self.run_dir / ckpt_io.CHECKPOINT_NAME
 
     def state_dict(self) -> dict[str, Any]:
+        m = self.method
         return {
-            "key": self.trial.key, "trial": self.trial.model_dump(mode="json"), "data_shape": self.data_shape,
+            "format": ckpt_io.FORMAT, "key": self.trial.key, "trial": self.trial.model_dump(mode="json"),
+            "data_shape": {"channels": self.shape.channels, "resolution": self.shape.resolution,
+                           "n_classes": self.shape.n_classes, "classes": list(self.shape.classes)},
             "device_type": self.device.type, "step": self.step, "total_steps": self.total,
-            "generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
-            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "networks": {k: v.state_dict() for k, v in m.nets.items()},
+            "optimizers": {k: v.state_dict() for k, v in m.optimizers.items()},
+            "schedulers": {k: v.state_dict() for k, v in m.schedulers.items()},
+            "method_state": m.extra_state(),
             "rng": self.rng.get_state(), "global_rng": ckpt_io.global_rng_state(), "order": self.order.state_dict(),
-            "window": self.window, "window_steps": self.window_steps, "first_bad_step": self.first_bad_step,
-            "evaluations": self.evaluations, "class_weights": self.class_weights,
+            "window": self.window, "counts": self.counts, "window_steps": self.window_steps,
+            "first_bad_step": self.first_bad_step,
+            "evaluations": self.evaluations, "class_weights": self.shape.class_weights,
         }
 
     def save(self) -> None:
@@ -186,7 +202,7 @@ class Trainer:
         path = self.checkpoint_path
         if path is None or not path.exists():
             return False
-        state = ckpt_io.load(path, self.device)
+        state = ckpt_io.upgrade(ckpt_io.load(path, self.device))
         saved = Trial.model_validate(state["trial"])
         if state["key"] != self.trial.key or saved.identity() != self.trial.identity():
             changed = sorted(k for k, v in self.trial.identity().items() if saved.identity().get(k) != v)
@@ -196,65 +212,55 @@ class Trainer:
             made_on = state["device_type"]
             raise BenchError(f"{path}: checkpoint was made on {made_on}, this run is on {self.device.type}; "
                              f"resuming would not reproduce it: pass --device {made_on}")
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        m = self.method
+        for group, parts in (("networks", m.nets), ("optimizers", m.optimizers), ("schedulers", m.schedulers)):
+            for name, part in parts.items():
+                part.load_state_dict(state[group][name])
+        m.load_extra_state(state["method_state"])
         self.rng.set_state(state["rng"].cpu() if hasattr(state["rng"], "cpu") else state["rng"])
         ckpt_io.restore_global_rng(state["global_rng"])
         self.order.load_state_dict(state["order"])
         self.step, self.window_steps = state["step"], state["window_steps"]
-        self.window, self.first_bad_step = state["window"], state["first_bad_step"]
+        self.window, self.counts = state["window"], state["counts"]
+        self.first_bad_step = state["first_bad_step"]
         self.evaluations = state["evaluations"]
         return True
 
     # the loop ------------------------------------------------------------------------------------------------
     def train_step(self) -> None:
-        method, G, D, rng = self.method, self._g_step, self._d_step, self.rng
-        images, labels = self.data.images, self.data.labels
-        batch, latent_dim = self.trial.batch_size, self.method.hp.latent_dim
-        critic_steps = method.hp.critic_steps
-        for i in range(critic_steps):
-            idx = self.order.next()
-            real = images[idx]
-            y = None if labels is None else labels[idx]
-            z = torch.randn(batch, latent_dim, device=self.device, generator=rng)
-            with torch.set_grad_enabled(i == critic_steps - 1), self._autocast():
-                fake = method.generate(G, z, y)
-            self.opt_d.zero_grad(set_to_none=True)
-            with self._autocast():
-                loss_d = method.d_loss(D, real, fake.detach(), y, rng)
-            loss_d.backward()
-            self.opt_d.step()
-            method.after_d_step(self.discriminator)
-        self.opt_g.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss_g = method.g_loss(D, fake, y)
-        loss_g.backward()
-        self.opt_g.step()
+        ctx = StepContext(self.batches, self.rng, self.step, self._autocast)
+        losses = self.method.step(ctx)
         self.step += 1
-        losses = torch.stack([loss_d.detach(), loss_g.detach()]).double()
-        self.window += losses
+        values = torch.stack(list(losses.values())).double()
+        for i, name in enumerate(losses):
+            if name not in self.window:
+                self.window[name] = torch.zeros((), device=self.device, dtype=torch.float64)
+                self.counts[name] = 0
+            self.window[name] += values[i]
+            self.counts[name] += 1
         self.window_steps += 1
-        bad = (~torch.isfinite(losses).all()) & (self.first_bad_step < 0)
+        bad = (~torch.isfinite(values).all()) & (self.first_bad_step < 0)
         self.first_bad_step = torch.where(bad, self.step, self.first_bad_step)
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.trial.numerics.bf16)
+        if not self.trial.numerics.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def flush_losses(self, seconds: float) -> dict[str, float]:
         """Read the loss window (one sync), fail on non-finite losses, log means and throughput."""
         bad_step = int(self.first_bad_step)
-        sums = self.window.tolist()
+        sums = {name: float(v) for name, v in self.window.items()}
         if bad_step >= 0:
-            which = "loss_d" if not math.isfinite(sums[0]) else "loss_g"
-            raise TrialDiverged(bad_step, f"{which} became {sums[0] if which == 'loss_d' else sums[1]}")
-        n = max(self.window_steps, 1)
-        means = {"loss_d": sums[0] / n, "loss_g": sums[1] / n}
-        images = self.window_steps * self.trial.batch_size * self.method.hp.critic_steps
-        metrics = dict(means, images_per_s=images / seconds if seconds > 0 else 0.0)
+            name, value = next((k, v) for k, v in sums.items() if not math.isfinite(v))
+            raise TrialDiverged(bad_step, f"{name} became {value}")
+        means = {name: total / self.counts[name] for name, total in sums.items() if self.counts[name]}
+        per_step = self.method.real_batches_per_step(self.method.hp) * self.trial.batch_size
+        metrics = dict(means, images_per_s=self.window_steps * per_step / seconds if seconds > 0 else 0.0)
         self.tracker.log_metrics(metrics, step=self.step)
-        self.window.zero_()
+        for name, total in self.window.items():
+            total.zero_()
+            self.counts[name] = 0
         self.window_steps = 0
         if self.progress is not None:
             self.progress(self.step, self.total, means, metrics["images_per_s"])
@@ -262,21 +268,15 @@ class Trainer:
 
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:
-        z = fixed_latents(self.trial.suite, self.trial.dataset.name, self.method.hp.latent_dim).to(self.device)
-        labels = None
-        if self.class_weights is not None:
-            labels = torch.arange(z.shape[0], device=self.device) % self.data.n_classes
-        self.generator.eval()
-        images = self.method.generate(self.generator, z, labels).float()
-        self.generator.train()
-        return images
+        z = fixed_latents(self.trial.suite, self.trial.dataset.name, self.method.hp.latent_dim)
+        latents = {k: v.to(self.device) for k, v in self.method.grid_latents(z).items()}
+        with self.method.eval_mode():
+            return self.method.generate(latents).float()
 
     def run_evaluation(self) -> None:
         if self.evaluate is None:
             return
-        self.generator.eval()
-        values = self.evaluate(self.method, self.generator, self.step, self.class_weights)
-        self.generator.train()
+        values = self.evaluate(self.method, self.step)
         if values:
             self.evaluations.append({"step": self.step, **values})
 
@@ -293,8 +293,8 @@ class Trainer:
         end = self.total if stop_after is None else min(self.total, stop_after)
         start_time = window_start = time.perf_counter()
         means: dict[str, float] = {}
-        self.generator.train()
-        self.discriminator.train()
+        for net in self.method.nets.values():
+            net.train()
         while self.step < end:
             self.train_step()
             step = self.step

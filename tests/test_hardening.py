@@ -417,8 +417,8 @@ def test_ctrl_c_checkpoints_says_how_to_resume_and_the_resumed_trial_equals_an_u
     a, b = status_of(trial_runs, "ctrlc"), status_of(ref_runs, "ctrlc")
     assert a == b  # same key, same losses to the last bit
     key = next(iter(a))
-    ga = torch.load(trial_runs / "ctrlc" / key / "checkpoint.pt", weights_only=False)["generator"]
-    gb = torch.load(ref_runs / "ctrlc" / key / "checkpoint.pt", weights_only=False)["generator"]
+    ga = torch.load(trial_runs / "ctrlc" / key / "checkpoint.pt", weights_only=False)["networks"]["generator"]
+    gb = torch.load(ref_runs / "ctrlc" / key / "checkpoint.pt", weights_only=False)["networks"]["generator"]
     assert all(torch.equal(ga[k], gb[k]) for k in ga)
     _, runs = mlflow_runs(store(tmp_path), "ctrlc")
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]

@@ -1,4 +1,5 @@
-"""Every method trains a few steps at two resolutions and both channel counts, with finite losses."""
+"""Every method trains a few steps at two resolutions and both channel counts, with finite losses; the parts methods
+are made of (objectives, penalties, conditioning, codes, style mixing) against hand computations."""
 
 import math
 
@@ -6,14 +7,16 @@ import pytest
 import torch
 
 from bench.data import ImageSet
-from bench.methods import METHODS, get_method
-from bench.methods.wgan_gp import gradient_penalty
+from bench.methods import METHODS, DataShape, get_method, register_method
+from bench.methods.penalties import gradient_penalty, r1_penalty
 from bench.suite import Budget, DatasetSpec, EvalSpec, LogSpec, Numerics, Trial
 from bench.train import Trainer
 
+CPU = torch.device("cpu")
+
 
 def make_trial(method: str, resolution: int, steps: int = 3, **params) -> Trial:
-    hyper = get_method(method).Hyper(width=8, **params).model_dump()
+    hyper = get_method(method).Hyper(width=8, **params).as_params()
     return Trial(suite="t", method=method, label=method, params=hyper, dataset=DatasetSpec(name="digits"), seed=0,
                  budget=Budget(steps=steps), resolution=resolution, batch_size=8, eval=EvalSpec(metrics=[]),
                  numerics=Numerics(), log=LogSpec(every=1, samples_every=1000, checkpoint_every=1000), device="cpu")
@@ -37,26 +40,53 @@ class RecordingTracker:
         self.images[artifact_path] = image
 
 
+def build(method: str, resolution: int = 16, channels: int = 1, n_classes: int = 4, **params):
+    cls = get_method(method)
+    weights = torch.ones(n_classes, dtype=torch.float64) if n_classes else None
+    instance = cls(cls.Hyper(width=8, **params), DataShape(channels, resolution, n_classes, weights))
+    instance.setup(CPU)
+    return instance
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
-@pytest.mark.parametrize("resolution", [16, 28])
+@pytest.mark.parametrize("resolution", [16, 32])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_method_trains_with_finite_losses_and_right_shapes(method, resolution, channels):
     tracker = RecordingTracker()
-    trainer = Trainer(make_trial(method, resolution), random_data(channels, resolution), torch.device("cpu"),
-                      tracker=tracker)
+    trainer = Trainer(make_trial(method, resolution), random_data(channels, resolution), CPU, tracker=tracker)
     result = trainer.run()
     assert result.steps == 3
     assert [step for step, _ in tracker.metrics] == [1, 2, 3]
     for _, m in tracker.metrics:
-        assert math.isfinite(m["loss_d"]) and math.isfinite(m["loss_g"])
+        losses = {k: v for k, v in m.items() if k.startswith("loss_")}
+        assert {"loss_d", "loss_g"} <= set(losses) and all(math.isfinite(v) for v in losses.values())
     grid = tracker.images["samples/final.png"]
-    assert grid.shape == (64, channels, resolution, resolution)
-    assert grid.min() >= -1 and grid.max() <= 1
+    rows = {"acgan": 4, "cdcgan": 4, "wgan-gp-acgan": 4, "infogan": 10}.get(method, 8)  # a row per class / code
+    assert grid.shape == (rows * 8, channels, resolution, resolution)
+    assert grid.min() >= -1 or method == "stylegan"  # StyleGAN's output is linear, as the paper's
+    assert trainer.method.sample(5, torch.Generator().manual_seed(0)).shape == (5, channels, resolution, resolution)
+
+
+@pytest.mark.parametrize("method", ["infogan", "stylegan", "acgan", "wgan-gp-acgan", "cdcgan"])
+def test_new_methods_resume_bit_identically(tmp_path, method):
+    data = random_data(1, 16)
+    trial = make_trial(method, 16, steps=8)
+    full = RecordingTracker()
+    Trainer(trial, data, CPU, tracker=full).run()
+    cut = trial.model_copy(update={"log": trial.log.model_copy(update={"checkpoint_every": 3})})
+    Trainer(cut, data, CPU, run_dir=tmp_path).run(stop_after=5)  # checkpoint at 3; steps 4-5 lost as in a crash
+    resumed = RecordingTracker()
+    Trainer(cut, data, CPU, run_dir=tmp_path, tracker=resumed).run()
+
+    def losses(records):  # throughput varies from run to run; the losses must not
+        return [(step, {k: v for k, v in m.items() if k != "images_per_s"}) for step, m in records]
+
+    assert losses(resumed.metrics) == losses(full.metrics)[3:]
 
 
 def test_losses_move_over_training():
     tracker = RecordingTracker()
-    Trainer(make_trial("dcgan", 16, steps=20), random_data(1, 16), torch.device("cpu"), tracker=tracker).run()
+    Trainer(make_trial("dcgan", 16, steps=20), random_data(1, 16), CPU, tracker=tracker).run()
     losses_d = [m["loss_d"] for _, m in tracker.metrics]
     assert len(set(losses_d)) == 20  # every step changes the networks
     assert losses_d[-1] < losses_d[0]  # D learns to separate noise images from an untrained G
@@ -64,18 +94,17 @@ def test_losses_move_over_training():
 
 @pytest.mark.parametrize("resolution", [16, 32, 64, 128])
 def test_conv_networks_adapt_to_resolution(resolution):
-    method = get_method("dcgan")(get_method("dcgan").Hyper(width=4), 3, resolution)
-    z = torch.randn(2, 100)
-    images = method.build_generator()(z)
+    method = build("dcgan", resolution, channels=3, n_classes=0)
+    images = method.sample(2, torch.Generator().manual_seed(0))
     assert images.shape == (2, 3, resolution, resolution)
-    assert method.build_discriminator()(images).shape == (2,)
+    assert method.probe({"z": torch.randn(2, 100)})[1].shape == (2,)
 
 
 def test_wgan_weights_stay_inside_the_clip_after_a_step():
-    trainer = Trainer(make_trial("wgan", 16, steps=1, lr_d=0.5), random_data(1, 16), torch.device("cpu"))
+    trainer = Trainer(make_trial("wgan", 16, steps=1, lr_d=0.5), random_data(1, 16), CPU)
     trainer.run()
     clip = trainer.method.hp.clip_value
-    weights = torch.cat([p.detach().flatten() for p in trainer.discriminator.parameters()])
+    weights = torch.cat([p.detach().flatten() for p in trainer.method.nets["discriminator"].parameters()])
     assert weights.abs().max() <= clip
     assert weights.abs().max() == pytest.approx(clip)  # the large learning rate pushed some weights to the clip
 
@@ -103,8 +132,131 @@ def test_gradient_penalty_on_a_quadratic_critic_uses_the_interpolates():
     assert value == pytest.approx(expected) == pytest.approx(2.0)
 
 
+def test_r1_equals_a_hand_computation_on_a_tiny_network():
+    # D(x) = v . tanh(W x): grad_x D = W^T (v * (1 - tanh(Wx)^2)); R1 = mean over samples of its squared norm.
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3, bias=False), torch.nn.Tanh(),
+                              torch.nn.Linear(3, 1, bias=False))
+    real = torch.randn(6, 1, 2, 2)
+    W, v = net[1].weight.detach(), net[3].weight.detach().view(-1)
+    h = torch.tanh(real.flatten(1) @ W.T)
+    grads = (v * (1 - h**2)) @ W
+    expected = grads.pow(2).sum(dim=1).mean()
+    assert r1_penalty(lambda x: net(x).view(-1), real).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_conditional_method_refuses_unlabelled_data():
     from bench.errors import BenchError
 
     with pytest.raises(BenchError, match="labelled"):
-        get_method("cdcgan")(get_method("cdcgan").Hyper(), 1, 16, n_classes=0)
+        build("cdcgan", n_classes=0)
+    with pytest.raises(BenchError, match="labelled"):
+        build("dcgan", n_classes=0, conditioning="projection")
+    build("dcgan", n_classes=0)  # unconditional: no labels needed
+
+
+@pytest.mark.parametrize("method, params", [("cdcgan", {}), ("acgan", {}), ("wgan-gp-acgan", {}),
+                                            ("dcgan", {"conditioning": "projection"}),
+                                            ("lsgan", {"conditioning": "ac"}), ("wgan", {"conditioning": "concat"})])
+def test_a_conditional_generator_gives_different_images_for_different_labels_from_the_same_z(method, params):
+    m = build(method, **params)
+    z = torch.randn(1, m.hp.latent_dim).repeat(4, 1)
+    with m.eval_mode():
+        images = m.generate({"z": z, "labels": torch.arange(4)})
+    scale = images.abs().mean()  # an untrained G's images are faint: compare with their own size
+    assert all((images[i] - images[j]).abs().mean() > 0.1 * scale for i in range(4) for j in range(i))
+
+
+def test_sample_grids_of_conditional_methods_have_one_row_per_class():
+    m = build("acgan", n_classes=4)
+    latents = m.grid_latents(torch.randn(64, m.hp.latent_dim))
+    assert latents["labels"].tolist() == [c for c in range(4) for _ in range(8)]
+    assert torch.equal(latents["z"][:8], latents["z"][8:16])  # the same z along each column
+
+
+def test_presets_are_their_base_with_other_defaults():
+    acgan, dcgan = get_method("acgan"), get_method("dcgan")
+    assert acgan.Hyper().conditioning == "ac" and issubclass(acgan, dcgan)
+    assert get_method("wgan-gp-acgan").Hyper().gradient_penalty_weight == 10.0
+    assert get_method("cdcgan").Hyper(conditioning="projection").conditioning == "projection"
+
+
+def test_a_parameter_added_later_leaves_existing_trial_keys_alone():
+    """`conditioning` came after trials were recorded: at its default it is not part of dcgan's params."""
+    dcgan = get_method("dcgan").Hyper
+    assert "conditioning" not in dcgan().as_params() and "label_embedding_dim" not in dcgan().as_params()
+    assert dcgan(conditioning="ac").as_params()["conditioning"] == "ac"
+
+
+def test_registries_refuse_a_second_method_or_dataset_of_the_same_name():
+    from bench.data import register_dataset
+
+    class Impostor(get_method("dcgan")):
+        name = "dcgan"
+
+    with pytest.raises(ValueError, match="registered twice"):
+        register_method(Impostor)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_dataset("digits", "another digits")(lambda root, split, resolution: None)
+    assert METHODS["dcgan"] is not Impostor
+
+
+def test_infogan_draws_its_codes_and_its_grid_walks_the_category():
+    m = build("infogan", n_classes=0)
+    latents = m.sample_latents(500, torch.Generator().manual_seed(0))
+    assert latents["z"].shape == (500, 62) and latents["continuous"].shape == (500, 2)
+    assert set(latents["category"].tolist()) == set(range(10))
+    assert latents["continuous"].min() >= -1 and latents["continuous"].max() <= 1
+    grid = m.grid_latents(torch.randn(64, 62))
+    assert grid["category"].tolist() == [c for c in range(10) for _ in range(8)]
+    walk = m.traversal("c2", torch.randn(3, 62), steps=5)
+    assert walk["continuous"][:5, 1].tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0] and walk["z"].shape == (15, 62)
+    assert m.codes() == ["category", "c1", "c2"]
+
+
+def test_info_loss_is_cross_entropy_plus_half_the_squared_error():
+    m = build("infogan", n_classes=0)
+    q = torch.zeros(2, 12)
+    q[:, 10:] = torch.tensor([[0.5, 0.0], [0.0, 0.0]])
+    category, continuous = torch.tensor([0, 3]), torch.zeros(2, 2)
+    expected = math.log(10) + 0.1 * 0.5 * (0.25 + 0.0) / 2
+    assert m.info_loss(q, category, continuous).item() == pytest.approx(expected)
+
+
+def test_style_mixing_feeds_two_ws_to_the_synthesis():
+    m = build("stylegan", n_classes=0)
+    z1, z2 = torch.randn(1, m.hp.latent_dim), torch.randn(1, m.hp.latent_dim)
+    layers = m.nets["generator_ema"].synthesis.num_ws
+    ws = m.mixed_ws(z1, z2, crossover=2)
+    mapping = m.nets["generator_ema"].mapping
+    assert torch.equal(ws[0, :2], mapping(z1).expand(2, -1))
+    assert torch.equal(ws[0, 2:], mapping(z2).expand(layers - 2, -1))
+    # and in training: with probability 1 every image mixes, so changing the second latent changes the images
+    g = m.nets["generator"]
+    calls = []
+    g.mapping.register_forward_hook(lambda module, args, out: calls.append(args[0].clone()))
+    m.hp = m.hp.model_copy(update={"style_mixing_prob": 1.0})
+    m._fake(g, 4, torch.Generator().manual_seed(0), CPU)
+    assert len(calls) == 2 and not torch.equal(calls[0], calls[1])  # two latents through the mapping network
+
+
+def test_truncation_pulls_samples_toward_the_mean_style():
+    m = build("stylegan", n_classes=0)
+    g = m.nets["generator_ema"]
+    with torch.no_grad():
+        g.mapping.w_avg.copy_(torch.randn_like(g.mapping.w_avg))
+        z = torch.randn(3, m.hp.latent_dim)
+        w = g.mapping(z)
+        m.truncation = 0.5
+        ws = m.mixed_ws(z, z, crossover=1)
+    assert torch.allclose(ws[:, 0], g.mapping.w_avg + 0.5 * (w - g.mapping.w_avg), atol=1e-6)
+
+
+def test_the_ema_generator_is_what_stylegan_samples_come_from():
+    trainer = Trainer(make_trial("stylegan", 16, steps=3), random_data(1, 16), CPU)
+    trainer.run()
+    m = trainer.method
+    ema, live = m.nets["generator_ema"], m.nets["generator"]
+    assert m.eval_network == "generator_ema"
+    assert not all(torch.equal(a, b) for a, b in zip(ema.parameters(), live.parameters(), strict=True))
+    assert not any(p.requires_grad for p in ema.parameters())

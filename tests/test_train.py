@@ -37,7 +37,7 @@ def test_same_trial_twice_gives_identical_losses(method):
     first, a = losses_of(method, 12)
     second, b = losses_of(method, 12)
     assert first == second
-    for pa, pb in zip(a.generator.parameters(), b.generator.parameters(), strict=True):
+    for pa, pb in zip(a.method.nets["generator"].parameters(), b.method.nets["generator"].parameters(), strict=True):
         assert torch.equal(pa, pb)
 
 
@@ -53,8 +53,28 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, method):
     resumed.run()
     assert [s for s, _ in tracker.metrics] == list(range(6, 13))
     assert only_losses(tracker.metrics) == full[5:]
-    for pa, pb in zip(uninterrupted.generator.state_dict().values(), resumed.generator.state_dict().values(),
+    for pa, pb in zip(uninterrupted.method.nets["generator"].state_dict().values(),
+                      resumed.method.nets["generator"].state_dict().values(),
                       strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_a_checkpoint_written_before_named_networks_still_resumes_bit_identically(tmp_path):
+    """tests/fixtures/legacy_dcgan_checkpoint.pt was written by the code before the method interface changed (its
+    generator/discriminator/opt_g/opt_d layout), at step 5 of this very trial."""
+    import shutil
+
+    full, uninterrupted = losses_of("dcgan", 12)
+    trial = make_trial("dcgan", 16, steps=12)
+    trial = trial.model_copy(update={"log": trial.log.model_copy(update={"checkpoint_every": 5})})
+    shutil.copy(REPO / "tests" / "fixtures" / "legacy_dcgan_checkpoint.pt", tmp_path / "checkpoint.pt")
+    assert "generator" in torch.load(tmp_path / "checkpoint.pt", weights_only=False)  # the old layout indeed
+    tracker = RecordingTracker()
+    resumed = Trainer(trial, random_data(1, 16), CPU, run_dir=tmp_path, tracker=tracker)
+    resumed.run()
+    assert only_losses(tracker.metrics) == full[5:]
+    for pa, pb in zip(uninterrupted.method.nets["generator"].parameters(),
+                      resumed.method.nets["generator"].parameters(), strict=True):
         assert torch.equal(pa, pb)
 
 
@@ -135,8 +155,8 @@ def test_sigkill_mid_trial_then_rerun_equals_uninterrupted_run(tiny_suite, tmp_p
     a = json.loads((trial_dir(trial, tmp_path / "ref") / "status.json").read_text())
     b = json.loads((trial_dir(trial, killed_runs) / "status.json").read_text())
     assert a["losses"] == b["losses"]
-    ga = torch.load(trial_dir(trial, tmp_path / "ref") / "checkpoint.pt", weights_only=False)["generator"]
-    gb = torch.load(ckpt, weights_only=False)["generator"]
+    ga = torch.load(trial_dir(trial, tmp_path / "ref") / "checkpoint.pt", weights_only=False)["networks"]["generator"]
+    gb = torch.load(ckpt, weights_only=False)["networks"]["generator"]
     assert all(torch.equal(ga[k], gb[k]) for k in ga)
 
     # the resumed trial re-opened its MLflow run: one run per trial, full loss history to the last step

@@ -61,7 +61,12 @@ DATASETS: dict[str, DatasetEntry] = {}
 
 
 def register_dataset(name: str, description: str, splits: tuple[str, ...] = ("train", "test")):
+    """Add a source to the registry; a second source under one name is a mistake, not an override."""
+
     def decorate(fn: Loader) -> Loader:
+        if name in DATASETS and DATASETS[name].load is not fn:
+            raise ValueError(f"dataset name '{name}' is registered twice ({DATASETS[name].load.__module__} and "
+                             f"{fn.__module__}); give one of them another name")
         DATASETS[name] = DatasetEntry(name, description, fn, splits)
         return fn
 

@@ -6,27 +6,13 @@ latent 100. Seeds 000 (LEGO study), 001 (CIFAR-10, 64 px) and 004 (MNIST) use th
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
-from bench.methods import Method, register_method
-
-
-def bce_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """-log D(x) - log(1 - D(G(z))), on logits for numerical stability."""
-    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+from bench.methods import register_method
+from bench.methods.adversarial import AdversarialMethod
+from bench.methods.objectives import NonSaturating
 
 
 @register_method
-class DCGAN(Method):
+class DCGAN(AdversarialMethod):
     name = "dcgan"
     description = "Radford et al. 2016: conv G (BatchNorm, ReLU, tanh) / strided-conv D (LeakyReLU 0.2), BCE loss"
-
-    def d_loss(self, discriminator, real, fake, labels, rng):
-        return bce_d_loss(self.discriminate(discriminator, real, labels),
-                          self.discriminate(discriminator, fake, labels))
-
-    def g_loss(self, discriminator, fake, labels):
-        logits = self.discriminate(discriminator, fake, labels)
-        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # non-saturating: -log D(G(z))
+    objective = NonSaturating()

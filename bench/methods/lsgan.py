@@ -6,25 +6,23 @@ a=0, b=1, c=1. DCGAN networks with a linear output; Adam lr 2e-4, beta1 0.5 as i
 
 from __future__ import annotations
 
-from bench.methods import Hyper, Method, register_method
+from bench.methods import register_method
+from bench.methods.adversarial import AdversarialMethod, ConditionalHyper
+from bench.methods.objectives import LeastSquares
 
 
-class LSGANHyper(Hyper):
+class LSGANHyper(ConditionalHyper):
     a: float = 0.0
     b: float = 1.0
     c: float = 1.0
 
 
 @register_method
-class LSGAN(Method):
+class LSGAN(AdversarialMethod):
     name = "lsgan"
     description = "Mao et al. 2017: least-squares loss (a=0, b=1, c=1) on DCGAN networks"
     Hyper = LSGANHyper
 
-    def d_loss(self, discriminator, real, fake, labels, rng):
-        hp = self.hp
-        return (0.5 * (self.discriminate(discriminator, real, labels) - hp.b).pow(2).mean()
-                + 0.5 * (self.discriminate(discriminator, fake, labels) - hp.a).pow(2).mean())
-
-    def g_loss(self, discriminator, fake, labels):
-        return 0.5 * (self.discriminate(discriminator, fake, labels) - self.hp.c).pow(2).mean()
+    @property
+    def objective(self) -> LeastSquares:
+        return LeastSquares(self.hp.a, self.hp.b, self.hp.c)

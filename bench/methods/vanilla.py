@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn.functional as F
-
-from bench.methods import Hyper, Method, register_method
-from bench.methods.dcgan import bce_d_loss
+from bench.methods import Hyper, register_method
+from bench.methods.adversarial import AdversarialMethod
+from bench.methods.objectives import Minimax, SoftplusNonSaturating
 
 
 class VanillaHyper(Hyper):
@@ -20,26 +19,18 @@ class VanillaHyper(Hyper):
 
 
 @register_method
-class Vanilla(Method):
+class Vanilla(AdversarialMethod):
     name = "vanilla"
     description = "Goodfellow et al. 2014: MLP generator and discriminator, minimax loss"
     Hyper = VanillaHyper
 
-    def build_generator(self):
-        from bench.nets.mlp import MLPGenerator
+    @property
+    def objective(self):
+        return Minimax() if self.hp.generator_loss == "minimax" else SoftplusNonSaturating()
 
-        return MLPGenerator(self.hp.latent_dim, self.channels, self.resolution)
+    def build(self):
+        from bench.nets.mlp import MLPDiscriminator, MLPGenerator
 
-    def build_discriminator(self):
-        from bench.nets.mlp import MLPDiscriminator
+        return {"generator": MLPGenerator(self.hp.latent_dim, self.shape.channels, self.shape.resolution),
+                "discriminator": MLPDiscriminator(self.shape.channels, self.shape.resolution)}
 
-        return MLPDiscriminator(self.channels, self.resolution)
-
-    def d_loss(self, discriminator, real, fake, labels, rng):
-        return bce_d_loss(discriminator(real), discriminator(fake))
-
-    def g_loss(self, discriminator, fake, labels):
-        logits = discriminator(fake)
-        if self.hp.generator_loss == "minimax":
-            return -F.softplus(logits).mean()  # log(1 - sigmoid(l)) = -softplus(l)
-        return F.softplus(-logits).mean()  # -log sigmoid(l)

@@ -12,10 +12,13 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from bench.methods import Hyper, Method, register_method
+from bench.methods import register_method
+from bench.methods.adversarial import AdversarialMethod, ConditionalHyper
+from bench.methods.objectives import Wasserstein
+from bench.methods.penalties import clip_weights
 
 
-class WGANHyper(Hyper):
+class WGANHyper(ConditionalHyper):
     lr_g: float = Field(5e-5, gt=0)
     lr_d: float = Field(5e-5, gt=0)
     critic_steps: int = Field(5, ge=1)
@@ -23,31 +26,19 @@ class WGANHyper(Hyper):
     critic_norm: Literal["batch", "layer", "none"] = "batch"
 
 
-def wasserstein_d_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
-    return fake_scores.mean() - real_scores.mean()
-
-
 @register_method
-class WGAN(Method):
+class WGAN(AdversarialMethod):
     name = "wgan"
     description = "Arjovsky et al. 2017: critic, weight clipping [-0.01, 0.01], RMSprop 5e-5, 5 critic steps"
     Hyper = WGANHyper
+    objective = Wasserstein()
 
     def discriminator_norm(self):
         return self.hp.critic_norm
 
-    def optimizers(self, generator, discriminator):
-        return (torch.optim.RMSprop(generator.parameters(), lr=self.hp.lr_g),
-                torch.optim.RMSprop(discriminator.parameters(), lr=self.hp.lr_d))
+    def make_optimizers(self):
+        return {"generator": torch.optim.RMSprop(self.nets["generator"].parameters(), lr=self.hp.lr_g),
+                "discriminator": torch.optim.RMSprop(self.nets["discriminator"].parameters(), lr=self.hp.lr_d)}
 
-    def d_loss(self, discriminator, real, fake, labels, rng):
-        return wasserstein_d_loss(self.discriminate(discriminator, real, labels),
-                                  self.discriminate(discriminator, fake, labels))
-
-    def g_loss(self, discriminator, fake, labels):
-        return -self.discriminate(discriminator, fake, labels).mean()
-
-    @torch.no_grad()
-    def after_d_step(self, discriminator):
-        for p in discriminator.parameters():
-            p.clamp_(-self.hp.clip_value, self.hp.clip_value)
+    def after_discriminator_step(self):
+        clip_weights(self.nets["discriminator"], self.hp.clip_value)

@@ -35,6 +35,7 @@ class Reference:
     n: int | None = None  # None = the whole split; else the first n after a fixed seeded shuffle
     options: dict = field(default_factory=dict)  # dataset options, e.g. {"path": ...} for the folder source
     data_root: Path | None = None
+    label: int | None = None  # only the images of this class (intra-FID)
 
 
 @dataclass
@@ -57,6 +58,18 @@ def evaluate_generator(sample: Callable[[int], torch.Tensor], n_fake: int, refer
     from bench.metrics.evaluate import evaluate_generator as run
 
     return run(sample, n_fake, reference, metrics, mode, device, batch_size, cache_dir, inception_weights, progress)
+
+
+def evaluate_per_class(sample: Callable[[int, int], torch.Tensor], n_per_class: int, reference: Reference,
+                       classes: Sequence[str], mode: str = "clean", device: str | torch.device = "cpu",
+                       batch_size: int = 50, cache_dir: Path | None = None,
+                       progress: ProgressCallback | None = None) -> EvalResult:
+    """Intra-FID (Miyato & Koyama 2018; StudioGAN's "intra-class FID"): for each class c, the FID of
+    `n_per_class` images from `sample(c, k)` against the reference's images of class c; `intra_fid` is their mean,
+    `intra_fid/<class>` each one."""
+    from bench.metrics.evaluate import evaluate_per_class as run
+
+    return run(sample, n_per_class, reference, classes, mode, device, batch_size, cache_dir, progress)
 
 
 def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Sequence[str] = ("fid",),

@@ -92,6 +92,44 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
     return EvalResult(values, protocol, warnings, unavailable)
 
 
+def evaluate_per_class(sample: Callable[[int, int], torch.Tensor], n_per_class: int, reference: Reference,
+                       classes: Sequence[str], mode: str = "clean", device="cpu", batch_size: int = 50,
+                       cache_dir: Path | None = None, progress: ProgressCallback | None = None) -> EvalResult:
+    from dataclasses import replace
+
+    mode, device = check_mode(mode), torch.device(device)
+    if n_per_class < 2:
+        raise BenchError(f"n_per_class={n_per_class}: FID needs at least 2 images per class")
+    net, weights_sha = load_feature_network(device)
+    extractor = FeatureExtractor(net, mode, device)
+    values: dict[str, float] = {}
+    warnings, unavailable, n_real = [], {}, {}
+    for label, name in enumerate(classes):
+        class_reference = replace(reference, label=label)
+        try:
+            ref, _, _ = reference_stats(class_reference, mode, extractor, weights_sha, batch_size, cache_dir,
+                                        progress=progress)
+        except BenchError as err:  # e.g. a class with fewer than 2 reference images
+            unavailable[f"intra_fid/{name}"] = str(err)
+            continue
+        fake = extractor(sampler_batches(lambda k, c=label: sample(c, k), n_per_class, batch_size),
+                         _phase(progress, f"class {name}", n_per_class))
+        values[f"intra_fid/{name}"] = _fid(ref, fake)
+        n_real[name] = ref.meta.get("n")
+    per_class = list(values.values())
+    if per_class and not unavailable:
+        values["intra_fid"] = float(np.mean(per_class))
+    elif per_class:
+        unavailable["intra_fid"] = f"{len(unavailable)} of {len(classes)} classes could not be scored"
+    smallest = min((n for n in n_real.values() if n is not None), default=None)
+    protocol = {"intra_fid_n_per_class": str(n_per_class), "intra_fid_classes": str(len(classes)),
+                "intra_fid_min_n_real": str(smallest), "intra_fid_reference": describe(reference)}
+    if n_per_class < RELIABLE_N:
+        warnings.append(f"intra-FID with n_per_class={n_per_class} < {RELIABLE_N}: biased upward at this n; "
+                        "compare it only at equal n")
+    return EvalResult(values, protocol, warnings, unavailable)
+
+
 def _phase(progress: ProgressCallback | None, phase: str, total: int) -> Callable[[int], None] | None:
     return None if progress is None else (lambda done: progress(phase, done, total))
 

@@ -34,9 +34,11 @@ def kind(reference: Reference) -> str:
 
 
 def describe(reference: Reference) -> str:
-    """The `eval.reference` tag: `<dataset>:<split>`, `folder:<abs path>` or `stats:<abs path>`."""
+    """The `eval.reference` tag: `<dataset>:<split>` (`[class k]` for one class), `folder:<abs path>` or
+    `stats:<abs path>`."""
     if kind(reference) == "dataset":
-        return f"{reference.dataset}:{reference.split}"
+        only = f"[class {reference.label}]" if reference.label is not None else ""
+        return f"{reference.dataset}:{reference.split}{only}"
     prefix, path = reference.dataset.split(":", 1)
     return f"{prefix}:{Path(path).expanduser().resolve()}"
 
@@ -111,6 +113,8 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
         options["path"] = str(Path(options["path"]).expanduser().resolve())
         options["data_root"] = str(Path(reference.data_root).resolve()) if reference.data_root else None
     fields = {**meta, "n": reference.n, "options": options}
+    if reference.label is not None:
+        fields["label"] = reference.label
     if kind(reference) == "folder":
         folder = Path(reference.dataset.split(":", 1)[1])
         files = folder_files(folder, reference.n)
@@ -121,12 +125,19 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
             return _stats(extractor(file_batches(files, batch_size), _phase(progress, len(files))), meta)
     else:
         label = f"{reference.dataset}-{reference.split}-{reference.resolution}px-{reference.n or 'all'}-{mode}"
+        if reference.label is not None:
+            label += f"-class{reference.label}"
 
         def compute() -> ReferenceStats:
             from bench.data import load_dataset
 
-            images = load_dataset(reference.dataset, reference.resolution, reference.split, reference.data_root,
-                                  **reference.options).images
+            data = load_dataset(reference.dataset, reference.resolution, reference.split, reference.data_root,
+                                **reference.options)
+            images = data.images
+            if reference.label is not None:
+                if data.labels is None:
+                    raise BenchError(f"{describe(reference)}: the dataset has no labels")
+                images = images[data.labels == reference.label]
             idx = subset_indices(len(images), reference.n)
             chosen = images if idx is None else images[idx]
             return _stats(extractor(tensor_batches(chosen, batch_size), _phase(progress, len(chosen))), meta)

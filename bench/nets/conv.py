@@ -84,3 +84,87 @@ class ConvDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).view(-1)
+
+
+# Conditioning (StudioGAN treats it as an axis of every loss): how the label enters G and D. -------------------
+# Label paths keep PyTorch's default initialisation (embeddings N(0, 1)): DCGAN's N(0, 0.02) on an embedding makes
+# the label ~50x weaker than z or the image, and a conditional GAN then learns to follow its labels only late.
+
+class ConditionalGenerator(nn.Module):
+    """G(z, y): a learned label embedding concatenated to z (Mirza & Osindero 2014; Odena et al. 2017)."""
+
+    def __init__(self, latent_dim: int, channels: int, resolution: int, width: int, n_classes: int,
+                 embedding_dim: int, extra_input: int = 0):
+        super().__init__()
+        self.net = ConvGenerator(latent_dim, channels, resolution, width, extra_input=embedding_dim + extra_input)
+        init_dcgan_weights(self.net)
+        self.embed = nn.Embedding(n_classes, embedding_dim)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z.view(z.shape[0], -1), self.embed(labels)], dim=1))
+
+
+class ConcatDiscriminator(nn.Module):
+    """D(x, y): the label as an extra input channel, an embedding mapped to the image size by a linear layer
+    (seed 000, section 4.4)."""
+
+    def __init__(self, channels: int, resolution: int, width: int, n_classes: int, embedding_dim: int,
+                 norm: str = "batch"):
+        super().__init__()
+        self.resolution = resolution
+        self.net = ConvDiscriminator(channels + 1, resolution, width, norm=norm)
+        init_dcgan_weights(self.net)
+        self.embed = nn.Sequential(nn.Embedding(n_classes, embedding_dim),
+                                   nn.Linear(embedding_dim, resolution * resolution))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        plane = self.embed(labels).view(-1, 1, self.resolution, self.resolution)
+        return self.net(torch.cat([x, plane], dim=1))
+
+
+class HeadedDiscriminator(nn.Module):
+    """The DCGAN discriminator's body with its score head, plus an extra head on the same features: a class head
+    (auxiliary classifier, Odena et al. 2017), InfoGAN's Q head (Chen et al. 2016) or a projection embedding
+    (Miyato & Koyama 2018). `forward(x)` returns (scores, extra head's output, body features)."""
+
+    def __init__(self, channels: int, resolution: int, width: int, norm: str, extra: nn.Module):
+        super().__init__()
+        self.net = ConvDiscriminator(channels, resolution, width, norm=norm)
+        init_dcgan_weights(self.net)
+        self.extra = extra
+
+    @staticmethod
+    def top_channels(resolution: int, width: int) -> int:
+        return _width_at(width, split_resolution(resolution)[1] - 1)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.net[:-1](x)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        features = self.body(x)
+        return self.net.net[-1](features).view(-1), self.extra(features), features
+
+
+def class_head(resolution: int, width: int, n_classes: int) -> nn.Module:
+    """Class logits from the body's last features: a base x base convolution like the score head."""
+    base, _ = split_resolution(resolution)
+    head = nn.Sequential(nn.Conv2d(HeadedDiscriminator.top_channels(resolution, width), n_classes, base), nn.Flatten())
+    init_dcgan_weights(head)
+    return head
+
+
+class ProjectionDiscriminator(nn.Module):
+    """D(x, y) = psi(phi(x)) + <embed(y), sum-pooled phi(x)> (Miyato & Koyama 2018, "cGANs with Projection
+    Discriminator"): the label enters as an inner product with the body's features, not as an input."""
+
+    def __init__(self, channels: int, resolution: int, width: int, n_classes: int, norm: str):
+        super().__init__()
+        self.net = ConvDiscriminator(channels, resolution, width, norm=norm)
+        init_dcgan_weights(self.net)
+        self.embed = nn.Embedding(n_classes, HeadedDiscriminator.top_channels(resolution, width))
+        nn.init.xavier_uniform_(self.embed.weight)  # as the authors' code (sngan_projection)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        features = self.net.net[:-1](x)
+        projection = (self.embed(labels) * features.sum(dim=(2, 3))).sum(dim=1)
+        return self.net.net[-1](features).view(-1) + projection

@@ -48,8 +48,8 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
     test = tables.suite_test(trials)
     final = tables.cell_summaries(trials, "fid_final")
     best = tables.cell_summaries(trials, "fid_best", step_metric="fid_best_step")
-    has_kid = "kid_final" in trials and tables.seeded(trials)["kid_final"].notna().any()
-    kid = tables.cell_summaries(trials, "kid_final") if has_kid else None
+    kid = _optional(trials, "kid_final")
+    intra = _optional(trials, "intra_fid_final")
     significance = tables.significance_table(trials, final, "fid_final", test)
     failures = tables.failures_table(trials)
     protocol = tables.protocol_table(trials)
@@ -60,11 +60,13 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
            "significance": significance, "failures": failures, "protocol": protocol}
     if kid is not None:
         csv["kid_final"] = kid
+    if intra is not None:
+        csv["intra_fid_final"] = intra
     if len(tuning):
         csv.update(tuning=tuning, budget=budget)
 
     warnings = tables.evaluation_warnings(trials)
-    displays = _displays(final, best, kid, significance, failures, protocol, warnings, tuning, test)
+    displays = _displays(final, best, kid, intra, significance, failures, protocol, warnings, tuning, test)
     _claim(out, formats)  # only now: a suite that cannot be reported leaves the folder as it was
     figures = []
     if {"html", "md"} & set(formats):
@@ -75,7 +77,7 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
         for name, table in csv.items():
             render.write_csv(table, out / "tables" / f"{name}.csv")
             written.append(out / "tables" / f"{name}.csv")
-        for key in ("headline", "best", "kid"):  # the study's layout, as formatted text
+        for key in ("headline", "best", "kid", "intra"):  # the study's layout, as formatted text
             if key in displays:
                 path = out / "tables" / f"{displays[key].name}.csv"
                 render.write_csv(render.display_frame(displays[key]), path)
@@ -87,7 +89,7 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
             path.write_text(render.to_tex(shown), encoding="utf-8")
             written.append(path)
     title = f"bench report: {suite}"
-    csv_names = [*csv, *(displays[k].name for k in ("headline", "best", "kid") if k in displays)]
+    csv_names = [*csv, *(displays[k].name for k in ("headline", "best", "kid", "intra") if k in displays)]
     blocks = _page(suite, trials, displays, figures, csv_names if "csv" in formats else [])
     if "html" in formats:
         (out / "index.html").write_text(render.to_html(title, blocks), encoding="utf-8")
@@ -124,7 +126,14 @@ def _claim(out: Path, formats: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _displays(final, best, kid, significance, failures, protocol, warnings, tuning,
+def _optional(trials: pd.DataFrame, metric: str) -> pd.DataFrame | None:
+    """Per-cell summaries of a metric only some suites log (KID, intra-FID); None when no trial logged it."""
+    if metric not in trials or not tables.seeded(trials)[metric].notna().any():
+        return None
+    return tables.cell_summaries(trials, metric)
+
+
+def _displays(final, best, kid, intra, significance, failures, protocol, warnings, tuning,
               test) -> dict[str, D.Display]:
     out = {}
     if len(final):
@@ -139,6 +148,13 @@ def _displays(final, best, kid, significance, failures, protocol, warnings, tuni
             "mean ± std over seeds, bootstrap 95% CI of the mean, n. Bold: lowest mean per dataset. "
             "Not tested."],
             decimals=4)
+    if intra is not None:
+        out["intra"] = D.metric_grid(intra, "intra_fid_final_table", "Final intra-FID (lower is better)", [
+            "Intra-FID (Miyato & Koyama 2018; StudioGAN's intra-class FID): for each class, the FID of images "
+            "generated for that label against the real images of that class, averaged over the classes; mean "
+            "± std over seeds, bootstrap 95% CI of the mean, n. It asks whether a conditional model follows its "
+            "labels, which the FID of its unlabelled mix cannot tell. Conditional methods only (— for the "
+            "others); per-class values are in tables/tidy.csv (intra_fid/<class>). Not tested."])
     out["failures"] = D.failures_display(failures)
     out["protocol"] = D.protocol_display(protocol, warnings)
     if len(tuning):
@@ -237,6 +253,7 @@ def _page(suite, trials, displays, figures, csv_names) -> list[render.Block]:
                 ("Is the difference real?", ["significance"], []),
                 ("Best FID over training", ["best"], ["fid_vs_step"]),
                 ("KID", ["kid"], []),
+                ("Intra-FID: does a conditional model follow its labels?", ["intra"], []),
                 ("Training curves", [], sorted(k for k in by_file if k.startswith("losses_"))),
                 ("Samples", [], sorted(k for k in by_file if k.startswith("samples_"))),
                 ("Tuning", ["tuning"], ["budget"]),

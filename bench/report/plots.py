@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 
 DPI = 100
-LOSS_NAMES = {"loss_d": "discriminator / critic", "loss_g": "generator"}
+# What each loss name a method returns means, for the legends (an unknown name is shown as it is).
+LOSS_NAMES = {"loss_d": "discriminator / critic", "loss_g": "generator", "loss_class": "D's class loss (real)",
+              "loss_info": "mutual information (InfoGAN)", "loss_gp": "gradient penalty", "loss_r1": "R1 penalty"}
 
 
 @dataclass(frozen=True)
@@ -63,36 +65,43 @@ def smoothing_window(points_per_run: int) -> int:
 
 
 def loss_curves(curves: pd.DataFrame, trials: pd.DataFrame, dataset: str, out: Path) -> Figure:
-    """One panel per method: both losses vs step, mean over finished seeds, band = min-max over seeds."""
+    """One panel per method: every loss it logged vs step, mean over finished seeds, band = min-max over seeds."""
     import seaborn as sns
+
+    from bench.report.records import loss_order
 
     rows = trials.set_index("run_id")["row"]
     data = curves[(curves["dataset"] == dataset) & curves["study"].isna()].copy()
     data["row"] = data["run_id"].map(rows)
     names = sorted(data["row"].unique())
+    losses = [c for c in loss_order(data.columns) if data[c].notna().any()]
+    shown = {loss: LOSS_NAMES.get(loss, loss) for loss in losses}
+    colors = dict(zip(shown.values(), sns.color_palette("tab10", max(len(shown), 1)), strict=False))
     points = int(data.groupby("run_id")["step"].count().max()) if len(data) else 1
     window = smoothing_window(points)
     smooth = data.sort_values(["run_id", "step"], kind="stable")
-    for loss in LOSS_NAMES:
+    for loss in losses:
         smooth[loss] = smooth.groupby("run_id")[loss].transform(
             lambda s: s.rolling(window, min_periods=1).mean())
-    long = smooth.melt(id_vars=["row", "run_id", "seed", "status", "step"], value_vars=list(LOSS_NAMES),
-                       var_name="loss", value_name="value")
-    long["loss"] = long["loss"].map(LOSS_NAMES)
+    long = smooth.melt(id_vars=["row", "run_id", "seed", "status", "step"], value_vars=losses,
+                       var_name="loss", value_name="value").dropna(subset=["value"])
+    long["loss"] = long["loss"].map(shown)
     ncols = min(3, max(1, len(names)))
     nrows = max(1, -(-len(names) // ncols))
     file = f"figures/losses_{slug(dataset)}.png"
     with _canvas(ncols, nrows, 4.2, 3.0) as (fig, axes):
         for ax, name in zip(axes.flat, names, strict=False):
             part = long[long["row"] == name]
+            order = [label for label in shown.values() if (part["loss"] == label).any()]
             finished = part[part["status"] == "finished"]
             if len(finished):
-                sns.lineplot(finished, x="step", y="value", hue="loss", hue_order=list(LOSS_NAMES.values()),
-                             estimator="mean", errorbar=("pi", 100), ax=ax, legend=ax is axes.flat[0])
+                sns.lineplot(finished, x="step", y="value", hue="loss", hue_order=order, palette=colors,
+                             estimator="mean", errorbar=("pi", 100), ax=ax)
+                ax.legend(title=None, fontsize=7)
             for _, run in part[part["status"] != "finished"].groupby("run_id", sort=True):
-                for loss, color in zip(LOSS_NAMES.values(), ("C0", "C1"), strict=True):
-                    line = run[run["loss"] == loss]
-                    ax.plot(line["step"], line["value"], color=color, linestyle=":", linewidth=1)
+                for label in order:
+                    line = run[run["loss"] == label]
+                    ax.plot(line["step"], line["value"], color=colors[label], linestyle=":", linewidth=1)
             failed = part.loc[part["status"] != "finished", "run_id"].nunique()
             ax.set_title(name + (f" ({failed} failed/incomplete: dotted)" if failed else ""), fontsize=9)
             ax.set_xlabel("generator step")
@@ -102,10 +111,11 @@ def loss_curves(curves: pd.DataFrame, trials: pd.DataFrame, dataset: str, out: P
         fig.suptitle(f"Training losses on {dataset}")
         _save(fig, out / file)
     smoothing = "no smoothing" if window == 1 else f"a trailing rolling mean over {window} logged values"
-    caption = (f"Losses vs generator step on {dataset}, one panel per method. Each logged value is already "
-               f"the mean over its logging window (log.every steps); drawn with {smoothing}. Line: mean over "
-               "finished seeds; band: min-max over seeds. Dotted: failed or incomplete trials, one line "
-               "each. Scales differ between objectives (a WGAN critic loss is not a cross-entropy), so "
+    caption = (f"Losses vs generator step on {dataset}, one panel per method, each loss the method returns "
+               f"(discriminator and generator, and its own terms: class, information, penalties). Each logged "
+               f"value is already the mean over its logging window (log.every steps); drawn with {smoothing}. "
+               "Line: mean over finished seeds; band: min-max over seeds. Dotted: failed or incomplete trials, "
+               "one line each. Scales differ between objectives (a WGAN critic loss is not a cross-entropy), so "
                "panels do not share a y axis.")
     return Figure(file, f"Losses on {dataset}", caption)
 
@@ -210,7 +220,9 @@ def sample_grids(trials: pd.DataFrame, dataset: str, fetch: Callable[[str, str],
             ax.set_visible(False)
         _save(fig, out / file)
     caption = (f"Final samples on {dataset}, one grid per method (from its lowest finished seed). Every grid "
-               f"comes from the same latent batch, fixed per (suite, dataset), so the grids compare by eye.")
+               f"comes from the same latent batch, fixed per (suite, dataset), so the grids compare by eye. "
+               "Conditional methods show one row per class (the same 8 latents in every row: a row differs from "
+               "the next only by its label); InfoGAN one row per value of its categorical code.")
     return Figure(file, f"Samples on {dataset}", caption)
 
 

@@ -16,8 +16,21 @@ import pandas as pd
 
 from bench.errors import BenchError
 
-# Training-curve metrics, logged every `log.every` steps; every other metric is an evaluation metric.
-CURVE_METRICS = ("loss_d", "loss_g", "images_per_s")
+# Training-curve metrics, logged every `log.every` steps: every loss a method returns (named loss_*, an open set:
+# loss_d, loss_g, loss_class, loss_info, loss_gp, loss_r1, ...) and the throughput. Every other metric is an
+# evaluation metric.
+CURVE_PREFIX = "loss_"
+THROUGHPUT = "images_per_s"
+
+
+def is_curve(name: str) -> bool:
+    return name.startswith(CURVE_PREFIX) or name == THROUGHPUT
+
+
+def loss_order(names) -> list[str]:
+    """loss_d and loss_g first, the others by name."""
+    names = {n for n in names if n.startswith(CURVE_PREFIX)}
+    return [n for n in ("loss_d", "loss_g") if n in names] + sorted(names - {"loss_d", "loss_g"})
 # Evaluation metrics in the order tables show them; metrics not listed here follow, sorted by name.
 EVAL_METRICS = ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage", "is_mean",
                 "is_std", "fid_final", "fid_best", "fid_best_step", "kid_final")
@@ -143,7 +156,7 @@ def _parse(text: str | None):
 
 
 def eval_metric_order(names) -> list[str]:
-    names = set(names) - set(CURVE_METRICS)
+    names = {n for n in names if not is_curve(n)}
     return [m for m in EVAL_METRICS if m in names] + sorted(names - set(EVAL_METRICS))
 
 
@@ -153,7 +166,7 @@ def tidy_table(records: Records) -> pd.DataFrame:
     A run that never reached an evaluation (failed early) keeps one row with an empty step, so it is counted.
     """
     runs = records.runs
-    evals = records.metrics[~records.metrics["metric"].isin(CURVE_METRICS)]
+    evals = records.metrics[~records.metrics["metric"].map(is_curve).astype(bool)]
     metric_columns = eval_metric_order(evals["metric"].unique())
     wide = _wide(evals, metric_columns)
     tidy = runs[["run_id"]].merge(wide, on="run_id", how="left")
@@ -177,13 +190,15 @@ def _wide(long: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def curve_table(records: Records) -> pd.DataFrame:
-    """Training curves: one row per trial and logging step (loss_d, loss_g, images_per_s)."""
-    curves = records.metrics[records.metrics["metric"].isin(CURVE_METRICS)]
-    wide = _wide(curves, list(CURVE_METRICS))
+    """Training curves: one row per trial and logging step, a column per loss name (loss_d, loss_g first) and
+    images_per_s."""
+    curves = records.metrics[records.metrics["metric"].map(is_curve).astype(bool)]
+    columns = [*loss_order(curves["metric"].unique()), THROUGHPUT]
+    wide = _wide(curves, columns)
     ids = records.runs[["run_id", "label", "dataset", "seed", "study", "tune_trial", "status"]]
     out = ids.merge(wide, on="run_id", how="inner")
     out["step"] = out["step"].astype("Int64")
-    out = out[["label", "dataset", "seed", "study", "tune_trial", "status", "step", *CURVE_METRICS, "run_id"]]
+    out = out[["label", "dataset", "seed", "study", "tune_trial", "status", "step", *columns, "run_id"]]
     return out.sort_values(["dataset", "label", "seed", "study", "tune_trial", "run_id", "step"],
                            na_position="last", kind="stable").reset_index(drop=True)
 

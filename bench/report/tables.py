@@ -17,7 +17,8 @@ from bench.errors import BenchError
 from bench.report import stats
 from bench.report.records import IDENTITY_COLUMNS
 
-SUMMARY_METRICS = ("fid_final", "fid_best", "fid_best_step", "kid_final")
+SUMMARY_METRICS = ("fid_final", "fid_best", "fid_best_step", "kid_final", "intra_fid_final")
+OPTIONAL_METRICS = ("kid_final", "intra_fid_final")  # a column only when some trial logged it
 # Params that never tell two configurations apart (they do not change a trial's numbers).
 NOT_HYPERPARAMETERS = ("device", "report.test")
 
@@ -37,7 +38,7 @@ def trials_table(tidy: pd.DataFrame, param_columns: list[str]) -> pd.DataFrame:
     for metric in SUMMARY_METRICS:
         if metric in tidy.columns:
             summary[metric] = grouped[metric].last()  # logged once, at the final step
-        elif metric != "kid_final":
+        elif metric not in OPTIONAL_METRICS:
             summary[metric] = math.nan
     trials = base.join(summary).reset_index()
     trials["outcome"] = trials["status"].map(outcome)
@@ -210,7 +211,8 @@ def failures_table(trials: pd.DataFrame) -> pd.DataFrame:
 # The evaluation protocol tags of docs/records.md (plus KID's subset settings): a FID means something only
 # with these. Other eval.* tags (the step of the best FID, warnings) differ per run: not part of the protocol.
 PROTOCOL_TAGS = ("eval.mode", "eval.n_real", "eval.n_fake", "eval.reference", "eval.resolution",
-                 "eval.feature_dim", "eval.weights_sha256", "eval.kid_subsets", "eval.kid_subset_size")
+                 "eval.feature_dim", "eval.weights_sha256", "eval.kid_subsets", "eval.kid_subset_size",
+                 "eval.intra_fid_n_per_class", "eval.intra_fid_classes", "eval.intra_fid_min_n_real")
 
 
 def protocol_table(trials: pd.DataFrame) -> pd.DataFrame:

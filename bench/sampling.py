@@ -1,0 +1,226 @@
+"""`bench sample TRIAL --out OUT`: images from a trained trial, through the method's own sampler.
+
+TRIAL is a trial key (or a unique prefix) whose checkpoint is in the runs folder, or else in the MLflow records
+(the `checkpoint/` artifact of the run tagged with that key). `--out x.png` writes a grid: one row per class for a
+conditional method (or per `--label`), a code traversal for InfoGAN (`--traverse`), a style-mixing grid for StyleGAN
+(`--mix`); `--out DIR` writes one PNG per image, named `<label>_<index>.png` for conditional methods. The same
+command with the same `--seed` gives the same images.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import typer
+
+from bench.errors import BenchError
+
+GRID_COLUMNS = 8
+
+
+def sample_command(
+    trial: str = typer.Argument(..., help="trial key or unique prefix (bench run SUITE --dry-run lists them)"),
+    out: Path = typer.Option(..., "--out", help="x.png for a grid, or a folder for one PNG per image"),
+    n: int = typer.Option(64, "--n", help="images (a grid: per class row, n / rows)"),
+    label: list[str] = typer.Option([], "--label", help="class name or index (repeat for several rows)"),  # noqa: B006
+    truncation: float | None = typer.Option(None, help="StyleGAN's psi in (0, 1]: 0.7 trades variety for quality"),
+    traverse: str | None = typer.Option(None, help="InfoGAN: vary one code along each row (category, c1, c2)"),
+    mix: bool = typer.Option(False, "--mix", help="StyleGAN: a style-mixing grid (coarse styles from the rows, "
+                                                  "fine from the columns)"),
+    seed: int = typer.Option(0, help="seed of the latents"),
+    runs_dir: Path = typer.Option(Path("runs"), envvar="BENCH_RUNS", help="where `bench run` keeps checkpoints"),
+    tracking_uri: str | None = typer.Option(None, envvar="MLFLOW_TRACKING_URI",
+                                            help="MLflow store searched when the runs folder lacks the trial"),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N"),
+) -> None:
+    """Draw images from a trained trial: a grid (x.png) or one file per image (a folder)."""
+    import torch
+
+    from bench.metrics.cli import _device
+
+    if n < 1:
+        raise BenchError(f"--n {n}: draw at least one image")
+    dev = _device(device)
+    method, key = _load(trial, runs_dir, tracking_uri, dev)
+    if truncation is not None:
+        if not hasattr(method, "truncation"):
+            raise BenchError(f"--truncation: method '{method.name}' has no truncation (StyleGAN has)")
+        if not 0 < truncation <= 1:
+            raise BenchError(f"--truncation {truncation}: psi is in (0, 1]")
+        method.truncation = truncation
+    labels = [_label(method, text) for text in label]
+    rng = torch.Generator().manual_seed(seed)
+    if out.suffix.lower() == ".png":
+        if mix:
+            images, columns = _mixing(method, n, rng)
+        elif traverse is not None:
+            images, columns = _traversal(method, traverse, n, rng)
+        else:
+            images, columns = _grid(method, labels, n, rng)
+        _write_grid(images, out, columns)
+        typer.echo(f"wrote {out}: a grid of {images.shape[0]} images from trial {key}")
+        return
+    if mix or traverse is not None:
+        raise BenchError("--mix and --traverse draw a grid: give --out a file name ending in .png")
+    images, drawn = _plain(method, labels, n, rng)
+    names = [f"{i:04d}" for i in range(len(images))] if drawn is None else [
+        f"{_class_name(method, int(c))}_{i:04d}" for i, c in enumerate(drawn)]
+    _write_files(images, out, names)
+    typer.echo(f"wrote {len(images)} PNGs into {out}/ from trial {key}")
+
+
+def _load(key: str, runs_dir: Path, tracking_uri: str | None, device):
+    """(method with trained networks, full trial key), from the runs folder or else from the MLflow records."""
+    from bench.checkpoint import CHECKPOINT_NAME, find_trial_dir, load, method_from_checkpoint
+
+    try:
+        folder = find_trial_dir(key, runs_dir)
+    except BenchError:
+        folder = None
+    if folder is not None and (folder / CHECKPOINT_NAME).exists():
+        path = folder / CHECKPOINT_NAME
+    else:
+        path = _from_records(key, tracking_uri)
+        if path is None:
+            raise BenchError(f"no checkpoint of trial '{key}' under {runs_dir} nor in the MLflow store; pass "
+                             "--runs-dir or --tracking-uri (`bench run SUITE --dry-run` lists trial keys)")
+    ckpt = load(path, device)
+    method, _ = method_from_checkpoint(ckpt, device)
+    return method, ckpt["key"]
+
+
+def _from_records(key: str, tracking_uri: str | None) -> Path | None:
+    """The checkpoint artifact of the MLflow run tagged with this trial key (prefix), downloaded; None if none."""
+    from bench.tracking import DEFAULT_TRACKING_URI, sqlite_path
+
+    uri = tracking_uri or DEFAULT_TRACKING_URI
+    db = sqlite_path(uri)
+    if db is not None and not db.expanduser().is_file():
+        return None
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return None
+    runs = client.search_runs(experiments, filter_string=f"tags.`bench.trial_key` LIKE '{key}%'", max_results=50)
+    keys = {r.data.tags["bench.trial_key"] for r in runs}
+    if len(keys) > 1:
+        raise BenchError(f"trial key '{key}' is ambiguous in {uri}: {', '.join(sorted(keys))}")
+    for run in runs:
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
+        if "checkpoint/checkpoint.pt" in artifacts:
+            target = Path(tempfile.mkdtemp(prefix="bench-sample-"))
+            return Path(client.download_artifacts(run.info.run_id, "checkpoint/checkpoint.pt", str(target)))
+    return None
+
+
+def _label(method, text: str) -> int:
+    if not getattr(method, "conditional", False):
+        raise BenchError(f"--label: method '{method.name}' is not conditional; it takes no labels")
+    names = list(method.shape.classes)
+    if text in names:
+        return names.index(text)
+    if text.isdigit() and int(text) < method.shape.n_classes:
+        return int(text)
+    known = ", ".join(names) if names else f"0..{method.shape.n_classes - 1}"
+    raise BenchError(f"--label {text}: not a class of this trial; classes: {known}")
+
+
+def _grid(method, labels: list[int], n: int, rng):
+    """A conditional method: one row per class (or per --label), n / rows images each, the same z down a column.
+    Others: n images, 8 a row."""
+    import torch
+
+    if not getattr(method, "conditional", False):
+        return method.sample(n, rng).cpu(), GRID_COLUMNS
+    rows = labels or list(range(method.shape.n_classes))
+    columns = max(1, n // len(rows))
+    z = method.sample_latents(columns, rng)["z"]
+    latents = {"z": z.repeat(len(rows), 1), "labels": torch.tensor(rows).repeat_interleave(columns)}
+    return _generate(method, latents), columns
+
+
+def _plain(method, labels: list[int], n: int, rng):
+    """n images for a folder (with --label: n of each label), and the label of each image (None: unconditional)."""
+    import torch
+
+    wanted = torch.tensor(labels).repeat_interleave(n) if labels else None
+    latents = method.sample_latents(n if wanted is None else len(wanted), rng, labels=wanted)
+    return _generate(method, latents), latents.get("labels")
+
+
+def _class_name(method, index: int) -> str:
+    names = method.shape.classes
+    return names[index] if index < len(names) else str(index)
+
+
+def _traversal(method, code: str, n: int, rng):
+    codes = method.codes()
+    if not codes:
+        raise BenchError(f"--traverse: method '{method.name}' has no latent codes to traverse (InfoGAN has)")
+    if code not in codes:
+        raise BenchError(f"--traverse {code}: unknown code; this trial's codes: {', '.join(codes)}")
+    rows = max(1, n // GRID_COLUMNS)
+    z = method.sample_latents(rows, rng)["z"]
+    latents = method.traversal(code, z, GRID_COLUMNS)
+    return _generate(method, latents), latents["z"].shape[0] // rows
+
+
+def _mixing(method, n: int, rng):
+    """Karras et al.'s figure 3: the top row and left column are the sources; inside, coarse styles (the first half
+    of the layers) come from the row's source and the fine ones from the column's."""
+    import torch
+
+    if not hasattr(method, "mixed_ws"):
+        raise BenchError(f"--mix: method '{method.name}' has no styles to mix (StyleGAN has)")
+    side = max(2, min(8, int(n ** 0.5)))
+    rows, columns = method.sample_latents(side - 1, rng), method.sample_latents(side - 1, rng)
+    crossover = method.nets[method.eval_network].synthesis.num_ws // 2
+    noise = rows["noise"][:1].repeat(side - 1, 1)
+    blank = torch.ones(1, method.shape.channels, method.shape.resolution, method.shape.resolution)
+    cells = [blank, _generate(method, {"z": columns["z"], "noise": noise})]
+    for i in range(side - 1):
+        source = rows["z"][i:i + 1]
+        cells.append(_generate(method, {"z": source, "noise": noise[:1]}))
+        with torch.no_grad(), method.eval_mode():
+            ws = method.mixed_ws(source.to(method.device).repeat(side - 1, 1), columns["z"].to(method.device),
+                                 crossover)
+        cells.append(_generate(method, {"ws": ws, "noise": noise}))
+    return torch.cat(cells), side
+
+
+def _generate(method, latents):
+    import torch
+
+    with torch.no_grad(), method.eval_mode():
+        return method.generate({k: v.to(method.device) for k, v in latents.items()}).float().cpu()
+
+
+def _write_grid(images, out: Path, columns: int) -> None:
+    from bench.tracking import png_grid
+
+    if out.exists() and out.is_dir():
+        raise BenchError(f"--out {out}: is a folder; give a file name ending in .png for a grid")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(png_grid(images.clamp(-1, 1), nrow=columns))
+    except OSError as err:
+        raise BenchError(f"--out {out}: cannot write it ({err.strerror})") from None
+
+
+def _write_files(images, out: Path, names: list[str]) -> None:
+    from PIL import Image
+
+    from bench.metrics.features import to_uint8
+
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out}: is a file; give a folder (or a name ending in .png for a grid)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BenchError(f"--out {out}: cannot create the folder ({err.strerror})") from None
+    for image, name in zip(to_uint8(images.clamp(-1, 1)).cpu(), names, strict=True):
+        array = image.permute(1, 2, 0).numpy()
+        Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(out / f"{name}.png")
