@@ -21,16 +21,17 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def example(session: nox.Session) -> None:
-    """Regenerate the committed example report (reports/quickstart/) from a fresh run of the quickstart.
+    """Regenerate the committed example reports (reports/quickstart/, reports/conditional/) from fresh runs.
 
     Run it, and `uv run python -m tests.test_golden`, in the commit that changes what training or evaluation
-    computes: the golden test fails until they are regenerated.
+    computes: the golden test fails until they are regenerated. `uvx nox -s example -- quickstart` does one.
     """
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
-        store = f"sqlite:///{tmp}/mlflow.db"
-        session.run("uv", "run", "bench", "run", "suites/quickstart.yaml", "--runs-dir", f"{tmp}/runs",
-                    "--tracking-uri", store, external=True)
-        session.run("uv", "run", "bench", "report", "--suite", "quickstart", "--tracking-uri", store, "--out",
-                    "reports/quickstart", external=True)
+    for suite in session.posargs or ["quickstart", "conditional"]:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = f"sqlite:///{tmp}/mlflow.db"
+            session.run("uv", "run", "bench", "run", f"suites/{suite}.yaml", "--runs-dir", f"{tmp}/runs",
+                        "--tracking-uri", store, external=True)
+            session.run("uv", "run", "bench", "report", "--suite", suite, "--tracking-uri", store, "--out",
+                        f"reports/{suite}", external=True)

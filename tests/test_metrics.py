@@ -384,3 +384,30 @@ def test_bench_fid_of_a_dataset_against_a_folder_of_its_own_images_is_zero(tiny_
 def test_bench_fid_refuses_bad_arguments(tiny_net, bench_fid, args, message):
     out = bench_fid(*args)
     assert isinstance(out.exception, BenchError) and message in str(out.exception)
+
+
+def test_intra_fid_is_low_when_each_label_gets_its_own_class_and_high_when_labels_are_swapped(tiny_net, cache):
+    """A 'generator' that returns real test digits of the asked class, against the train split's digits of that
+    class, scores far better than one that answers every label with the next class's digits, though both make
+    perfect digits overall (their unlabelled FIDs are the same)."""
+    from bench.metrics import evaluate_per_class
+
+    test = __import__("bench.data", fromlist=["load_dataset"]).load_dataset("digits", 8, "test")
+
+    def faithful(label: int, n: int):
+        return test.images[test.labels == label][:n]
+
+    def swapped(label: int, n: int):
+        return test.images[test.labels == (label + 1) % 10][:n]
+
+    reference = Reference("digits", "train", 8)
+    classes = [str(c) for c in range(10)]
+    good = evaluate_per_class(faithful, 30, reference, classes, cache_dir=cache)
+    bad = evaluate_per_class(swapped, 30, reference, classes, cache_dir=cache)
+    assert set(good.values) == {"intra_fid", *(f"intra_fid/{c}" for c in classes)}
+    assert good.values["intra_fid"] == pytest.approx(np.mean([good.values[f"intra_fid/{c}"] for c in classes]))
+    assert bad.values["intra_fid"] > 2 * good.values["intra_fid"]
+    assert good.protocol["intra_fid_n_per_class"] == "30" and good.protocol["intra_fid_classes"] == "10"
+    assert good.protocol["intra_fid_reference"] == "digits:train"
+    files = sorted(p.name for p in (cache / "fid-stats").glob("*.npz"))
+    assert len(files) == 10 and all("-class" in name for name in files)  # per-class statistics, cached apart

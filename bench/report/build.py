@@ -50,6 +50,8 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
     best = tables.cell_summaries(trials, "fid_best", step_metric="fid_best_step")
     kid = _optional(trials, "kid_final")
     intra = _optional(trials, "intra_fid_final")
+    if intra is not None:  # methods without labels have no intra-FID: rows for them would say nothing
+        intra = intra[intra["n"] > 0].reset_index(drop=True)
     significance = tables.significance_table(trials, final, "fid_final", test)
     failures = tables.failures_table(trials)
     protocol = tables.protocol_table(trials)
