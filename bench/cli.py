@@ -104,11 +104,14 @@ def _mount_extensions() -> None:
     from bench.metrics.perf import perf_fid_command
     from bench.report.cli import report_command
     from bench.sampling import sample_command
+    from bench.tune.cli import tune_command
 
     app.command("fid", help="FID (and KID, precision/recall, density/coverage) with its protocol.")(fid_command)
     app.command("report", help="Tables, statistics and plots from the MLflow records.")(report_command)
     app.command("sample", help="Images from a trained trial: a grid (x.png) or one PNG per image (a folder).")(
         sample_command)
+    app.command("tune", help="An Optuna search over a method's hyperparameters, each trial a bench trial.")(
+        tune_command)
     app.add_typer(data_app, name="data")
     perf_app.command("fid", help="Images/s of bench's FID path vs clean-fid; cost of reference stats.")(
         perf_fid_command)

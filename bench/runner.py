@@ -44,13 +44,17 @@ class RunOptions:
     device: str | None = None  # overrides the suite's
     retry_failed: bool = False
     cache_dir: Path | None = None
+    extra_tags: dict[str, str] = field(default_factory=dict)  # added to each trial's MLflow run (bench tune's)
+    # called with (step, metric values) after each evaluation; may raise bench.train.TrialPruned (bench tune)
+    on_evaluation: Callable[[int, dict[str, float]], None] | None = None
+    resume_pruned: bool = True  # bench run resumes a pruned trial; bench tune leaves it pruned
 
 
 @dataclass
 class Outcome:
     """How one trial ended in this process."""
 
-    status: str  # finished | failed | skipped (already finished) | skipped_failed | busy (another process has it)
+    status: str  # finished | failed | pruned | skipped (already finished) | skipped_failed | skipped_pruned | busy
     summary: str = ""
     records_pending: str | None = None  # why the MLflow records are still on disk, if they are
     details: dict[str, Any] = field(default_factory=dict)
@@ -237,7 +241,8 @@ def run_trial(trial: Trial, options: RunOptions, data: DataCache | None = None, 
         device = resolve_device(options.device or trial.device)
         resuming = (folder / CHECKPOINT_NAME).exists()  # interrupted, or failed and retried
         say(f"{name}: {'resuming' if resuming else 'training'} on {device}")
-        outcome = _train(trial, data.get(trial), device, folder, options, console, name, should_stop)
+        short = f"{prefix} {trial.label} {trial.dataset.name} s{trial.seed}".strip()
+        outcome = _train(trial, data.get(trial), device, folder, options, console, short, should_stop)
         say(f"{name}: {outcome.summary}")
         return outcome
 
@@ -246,6 +251,9 @@ def _skip(status: str, options: RunOptions, name: str, say: Callable[[str], None
     if status == "finished":
         say(f"{name}: already finished, skipped")
         return Outcome("skipped", "already finished")
+    if status == "pruned" and not options.resume_pruned:
+        say(f"{name}: already pruned, skipped")
+        return Outcome("skipped_pruned", "pruned in an earlier run")
     if status == "failed" and not options.retry_failed:
         say(f"{name}: already failed, skipped (--retry-failed trains it again)")
         return Outcome("skipped_failed", "failed in an earlier run (--retry-failed trains it again)")
@@ -253,13 +261,12 @@ def _skip(status: str, options: RunOptions, name: str, say: Callable[[str], None
 
 
 def _train(trial: Trial, data, device: torch.device, folder: Path, options: RunOptions, console: Console,
-           name: str, should_stop: Callable[[], bool]) -> Outcome:
-    from bench.train import Trainer, TrainingStopped, TrialDiverged
+           short: str, should_stop: Callable[[], bool]) -> Outcome:
+    from bench.train import Trainer, TrainingStopped, TrialDiverged, TrialPruned
 
     recorder = _open_recorder(trial, folder, device, options)
     progress = None
     try:
-        short = f"{name.split(' ')[0]} {trial.label} {trial.dataset.name} s{trial.seed}".strip()
         evaluate = make_evaluator(trial, recorder, device, options, console, short) if trial.eval.metrics else None
         trainer = Trainer(trial, data, device, folder, tracker=recorder, evaluate=evaluate)
         progress = StepProgress(console, short, trainer.total)
@@ -280,6 +287,12 @@ def _train(trial: Trial, data, device: torch.device, folder: Path, options: RunO
                           "finished trials are kept; rerun the same command to resume") from None
     except TrialDiverged as failure:
         return _failed(trial, folder, recorder, failure.reason, failure.step)
+    except TrialPruned as pruned:
+        evaluations = [*trainer.evaluations, {"step": pruned.step, **pruned.values}]
+        details = {"status": "pruned", "step": pruned.step, "reason": pruned.reason, "evaluations": evaluations}
+        write_json_atomic(folder / "status.json", details)
+        records = _finish(recorder, "finished", {"bench.status": "pruned", "bench.pruned_step": pruned.step})
+        return Outcome("pruned", f"pruned at step {pruned.step} ({pruned.reason})", records, details)
     except Exception as err:  # any other failure of this trial: recorded, the suite goes on
         text = "".join(traceback.format_exception(err)).encode()
         write_atomic(folder / "error.txt", lambda f: f.write(text))
@@ -353,7 +366,7 @@ def _open_recorder(trial: Trial, folder: Path, device: torch.device, options: Ru
 
     tags = {"bench.suite": trial.suite, "bench.trial_key": trial.key, "bench.method": trial.method,
             "bench.label": trial.label, "bench.dataset": trial.dataset.name, "bench.seed": str(trial.seed),
-            "bench.status": "running"}
+            "bench.status": "running", **options.extra_tags}
     recorder = TrialRecorder(options.tracking_uri, trial.suite, folder,
                              f"{trial.label}-{trial.dataset.name}-s{trial.seed}-{trial.key}", tags)
     if not recorder.resumed:
@@ -361,7 +374,7 @@ def _open_recorder(trial: Trial, folder: Path, device: torch.device, options: Ru
         recorder.log_params({**{k: v for k, v in trial.flat().items() if k not in hidden}, "device": str(device)})
         recorder.log_json(trial.model_dump(mode="json"), "config.json")
         recorder.log_json(environment(device), "environment.json")
-    recorder.set_tags({"bench.status": "running"})
+    recorder.set_tags({"bench.status": "running", **options.extra_tags})
     return recorder
 
 
@@ -396,6 +409,8 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
             values.update(_record(result, tracker, step))
         if "intra_fid" in spec.metrics:
             values.update(_intra_fid(method, trial, reference, tracker, step, device, options, progress))
+        if options.on_evaluation is not None:
+            options.on_evaluation(step, values)
         return values
 
     return evaluate

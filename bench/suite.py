@@ -7,6 +7,7 @@ Logging intervals, the device and the tracking URI are not part of it.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -96,6 +97,17 @@ class ReportSpec(Strict):
     test: Literal["mannwhitney", "welch"] = "mannwhitney"
 
 
+class TuneSpec(Strict):
+    """How `bench tune` searches (bench/tune); not part of a trial's identity. Spaces: bench/tune/space.py."""
+
+    space: dict[str, Any] = Field(default_factory=dict, description="distributions for every tuned method")
+    spaces: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per method label")
+    trials: int | None = Field(None, gt=0, description="finished or pruned trials per study")
+    objective: Literal["fid_final", "fid_best", "kid_final"] = "fid_final"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    startup_trials: int = Field(5, ge=0, description="trials the median pruner lets finish before it prunes")
+
+
 class Numerics(Strict):
     """GPU options; they change numerics, so they are part of a trial's identity."""
 
@@ -122,6 +134,7 @@ class Suite(Strict):
     log: LogSpec = Field(default_factory=LogSpec)
     numerics: Numerics = Field(default_factory=Numerics)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    tune: TuneSpec = Field(default_factory=TuneSpec)
     device: str = "auto"
     tracking_uri: str | None = None
 
@@ -291,13 +304,19 @@ def load_suite(path: str | Path, overrides: list[str] = ()) -> Suite:
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: a suite is a mapping (name:, methods:, datasets:, ...), got {type(raw).__name__}")
     raw.setdefault("name", path.stem)
+    return load_raw(raw, overrides, path)
+
+
+def load_raw(raw: dict, overrides: list[str] = (), source: str | Path = "<suite>") -> Suite:
+    """A suite from a mapping, with `--set` overrides, validated (what load_suite does after reading a file)."""
+    raw = copy.deepcopy(raw)
     # Overrides address the canonical form (methods.0.params.width), whatever shorthand the file used.
     for key, canonical in (("methods", Suite.method_shorthand), ("datasets", Suite.dataset_shorthand)):
         if key in raw:
             raw[key] = canonical(raw[key])
     for item in overrides:
-        _apply_override(raw, item, path)
-    return validate_suite(raw, path)
+        _apply_override(raw, item, source)
+    return validate_suite(raw, source)
 
 
 def validate_suite(raw: dict, source: str | Path = "<suite>") -> Suite:
@@ -310,6 +329,7 @@ def validate_suite(raw: dict, source: str | Path = "<suite>") -> Suite:
         raise BenchError(f"{source}: the suite expands to {count:,} trials (methods x datasets x grid points x "
                          f"seeds); a suite holds at most {MAX_TRIALS:,}, each a full training run: shrink the grid "
                          "or the seeds, or split the study into several suites")
+    _check_tune(suite, source)
     for i, m in enumerate(suite.methods):  # hyperparameters are checked against each method's own schema
         hyper = get_method(m.name).Hyper
         for where, names in ((f"methods.{i}.params", m.params), (f"methods.{i}.grid", m.grid), ("grid", suite.grid)):
@@ -323,6 +343,23 @@ def validate_suite(raw: dict, source: str | Path = "<suite>") -> Suite:
             except ValidationError as err:
                 raise BenchError(f"{source}: methods.{i}.params: {_describe(err, None)}") from None
     return suite
+
+
+def _check_tune(suite: Suite, source) -> None:
+    """The tune section's spaces against every method they would apply to (unknown names, empty ranges,
+    distributions a parameter cannot take)."""
+    from bench.tune.space import method_space
+
+    labels = [m.label or m.name for m in suite.methods]
+    for label in suite.tune.spaces:
+        if label not in labels:
+            raise BenchError(f"{source}: tune.spaces.{label}: not a method label of the suite; labels: "
+                             f"{', '.join(labels)}")
+    for m, label in zip(suite.methods, labels, strict=True):
+        hyper = get_method(m.name).Hyper
+        method_space(m.name, hyper, suite.tune.space, f"{source}: tune.space")
+        method_space(m.name, hyper, {**suite.tune.space, **suite.tune.spaces.get(label, {})},
+                     f"{source}: tune.spaces.{label}")
 
 
 def _describe(err: ValidationError, raw: dict | None) -> str:
@@ -412,22 +449,28 @@ def _grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
 
 
+def make_trial(suite: Suite, method: MethodSpec, dataset: DatasetSpec, seed: int,
+               point: dict[str, Any] | None = None) -> Trial:
+    """The trial of a suite for one method, dataset and seed, with `point` overriding hyperparameters (a grid
+    point, or a tuning proposal; `batch_size` there sets the trial's batch size)."""
+    point = dict(point or {})
+    batch_size = point.pop("batch_size", suite.batch_size)
+    params = get_method(method.name).Hyper(**{**method.params, **point}).as_params()
+    return Trial(suite=suite.name, method=method.name, label=method.label or method.name, params=params,
+                 dataset=dataset, seed=seed, budget=suite.budget, resolution=suite.resolution, batch_size=batch_size,
+                 eval=suite.eval, numerics=suite.numerics, log=suite.log, device=suite.device, report=suite.report)
+
+
 def expand(suite: Suite) -> list[Trial]:
     """Every method x dataset x hyperparameter point x seed, in a stable order."""
     trials = []
     for m in suite.methods:
-        hyper = get_method(m.name).Hyper
         for d in suite.datasets:
             if m.datasets is not None and d.name not in m.datasets:
                 continue
             for point in _grid_points({**suite.grid, **m.grid}):
-                params = hyper(**{**m.params, **point}).as_params()
                 for seed in suite.seeds:
-                    trials.append(Trial(
-                        suite=suite.name, method=m.name, label=m.label or m.name, params=params, dataset=d,
-                        seed=seed, budget=suite.budget, resolution=suite.resolution, batch_size=suite.batch_size,
-                        eval=suite.eval, numerics=suite.numerics, log=suite.log, device=suite.device,
-                        report=suite.report))
+                    trials.append(make_trial(suite, m, d, seed, point))
     keys = [t.key for t in trials]
     if len(set(keys)) != len(keys):
         raise BenchError(f"suite '{suite.name}': two entries give the same trial; give them different params")

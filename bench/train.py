@@ -58,6 +58,14 @@ class TrialDiverged(Exception):
         self.step, self.reason = step, reason
 
 
+class TrialPruned(Exception):  # noqa: N818 - a decision (a tuner's pruner), not an error
+    """Raised by an evaluation hook: the trial is not worth finishing (bench tune's pruner said so at `step`)."""
+
+    def __init__(self, step: int, reason: str = "pruned", values: dict[str, float] | None = None):
+        super().__init__(f"pruned at step {step}")
+        self.step, self.reason, self.values = step, reason, values or {}
+
+
 class TrainingStopped(Exception):  # noqa: N818 - asked for (Ctrl-C), not an error
     """`should_stop` said so: the checkpoint of `step` has been written, the trial can resume from it."""
 

@@ -147,11 +147,14 @@ def protocol_display(table: pd.DataFrame, warnings: list[str]) -> Display:
 
 
 def tuning_display(table: pd.DataFrame) -> Display:
-    header = ["study", "method", "dataset", "trials", "failed", "incomplete", "best final FID", "best trial",
-              "its hyperparameters"]
+    header = ["study", "method", "dataset", "trials", "failed", "pruned", "incomplete", "best final FID",
+              "best trial", "its hyperparameters"]
     rows = [[Cell.of(r.study), Cell.of(r.label), Cell.of(r.dataset), Cell.of(str(r.n_trials)),
-             Cell.of(str(r.n_failed)), Cell.of(str(r.n_incomplete)), Cell.of(number(r.best_fid_final)),
-             Cell.of(integer(r.best_trial)), Cell.of(text(r.best_params))] for r in table.itertuples()]
+             Cell.of(str(r.n_failed)), Cell.of(str(r.n_pruned)), Cell.of(str(r.n_incomplete)),
+             Cell.of(number(r.best_fid_final)), Cell.of(integer(r.best_trial)), Cell.of(text(r.best_params))]
+            for r in table.itertuples()]
     notes = ["The best of many hyperparameter trials is optimistic in the same way best-over-training is: "
-             "re-run the chosen configuration with several seeds before comparing it."]
+             "re-run the chosen configuration with several seeds before comparing it (`bench tune ... --export "
+             "SUITE.yaml` writes it as a suite). Pruned: trials the pruner stopped on their intermediate FID; "
+             "like failed ones they count as spent budget with no result in the budget plot."]
     return Display("tuning", "Tuning studies", header, rows, notes)

@@ -24,7 +24,8 @@ NOT_HYPERPARAMETERS = ("device", "report.test")
 
 
 def outcome(status: str) -> str:
-    return status if status in ("finished", "failed") else "incomplete"
+    """finished | failed | pruned (a tuning trial its pruner stopped) | incomplete (running or interrupted)."""
+    return status if status in ("finished", "failed", "pruned") else "incomplete"
 
 
 def trials_table(tidy: pd.DataFrame, param_columns: list[str]) -> pd.DataFrame:
@@ -200,7 +201,7 @@ def suite_test(trials: pd.DataFrame) -> str:
 def failures_table(trials: pd.DataFrame) -> pd.DataFrame:
     """Every trial that did not give a final FID: failed, incomplete, or finished without the metric."""
     missing = (trials["outcome"] == "finished") & trials["fid_final"].isna()
-    bad = trials[(trials["outcome"] != "finished") | missing].copy()
+    bad = trials[((trials["outcome"] != "finished") & (trials["outcome"] != "pruned")) | missing].copy()
     bad["problem"] = np.where(bad["outcome"] == "finished", "fid_final not logged", bad["outcome"])
     columns = ["row", "dataset", "seed", "study", "tune_trial", "status", "problem", "failure_step",
                "failure_reason", "last_eval_step", "run_name"]
@@ -248,8 +249,8 @@ BUDGET_QUANTILES = (0.5, 0.025, 0.975)
 
 
 def _tuning_values(group: pd.DataFrame) -> np.ndarray:
-    """Final FID per tuning trial in trial order; failed or value-less trials are +inf, incomplete ones left
-    out."""
+    """Final FID per tuning trial in trial order; failed, pruned or value-less trials are +inf (budget spent, no
+    final result), incomplete ones left out."""
     done = group[group["outcome"] != "incomplete"].sort_values("tune_trial", kind="stable")
     ok = (done["outcome"] == "finished") & done["fid_final"].notna()
     return np.where(ok, done["fid_final"].astype(float), np.inf)
@@ -278,6 +279,7 @@ def tuning_table(trials: pd.DataFrame, param_columns: list[str]) -> pd.DataFrame
         ok = group[(group["outcome"] == "finished") & group["fid_final"].notna()]
         entry = {"study": study, "label": label, "dataset": dataset, "n_trials": len(group),
                  "n_failed": int((group["outcome"] == "failed").sum()),
+                 "n_pruned": int((group["outcome"] == "pruned").sum()),
                  "n_incomplete": int((group["outcome"] == "incomplete").sum()),
                  "best_fid_final": math.nan, "best_trial": pd.NA, "best_params": ""}
         if len(ok):
@@ -285,7 +287,7 @@ def tuning_table(trials: pd.DataFrame, param_columns: list[str]) -> pd.DataFrame
             entry.update(best_fid_final=float(best["fid_final"]), best_trial=best["tune_trial"],
                          best_params=describe(best, varying(group, candidates)))
         rows.append(entry)
-    table = pd.DataFrame(rows, columns=["study", "label", "dataset", "n_trials", "n_failed", "n_incomplete",
-                                        "best_fid_final", "best_trial", "best_params"])
+    table = pd.DataFrame(rows, columns=["study", "label", "dataset", "n_trials", "n_failed", "n_pruned",
+                                        "n_incomplete", "best_fid_final", "best_trial", "best_params"])
     table["best_trial"] = table["best_trial"].astype("Int64")
     return table

@@ -1,0 +1,353 @@
+"""An Optuna study over one method of a suite, each proposal a bench trial trained by `bench.runner.run_trial`.
+
+- Storage: `sqlite:///optuna.db` by default (one process); a file path that is not a URL is a JournalStorage file
+  (several processes on one machine; optuna-dashboard reads it); any SQLAlchemy URL (PostgreSQL) for several
+  machines, with heartbeats: a worker that dies leaves its trial stale, Optuna fails it and queues it again
+  (RetryHeartbeatStaleTrialCallback), and the retry resumes the same bench trial from its checkpoint. On a journal
+  file, a running trial whose bench trial lock is free has lost its worker: it is failed and queued again the same way.
+- `trials` counts finished and pruned trials of the study, whoever ran them. Workers check before each proposal,
+  and a proposal that finds the study already full among the trials numbered before it gives way (recorded FAIL,
+  user attr `surplus`, never trained): parallel workers end with exactly that many.
+- Records: every bench trial is tagged `bench.study` and `bench.tune_trial` and nested under one MLflow parent run
+  per study that carries the study's settings. Pruned trials are `bench.status = pruned` with their step.
+- Determinism: a seeded TPE sampler; run sequentially on the CPU, a study proposes the same parameters and gets the
+  same values every time (parallel workers are not order-deterministic: Optuna's own position).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.suite import DatasetSpec, MethodSpec, Suite, make_trial
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "sqlite:///optuna.db"
+HEARTBEAT_SECONDS = 60
+
+
+class Surplus(Exception):  # noqa: N818 - a proposal that found the study full; Optuna records it FAIL
+    pass
+
+
+class TrialFailure(Exception):  # noqa: N818 - the bench trial failed; Optuna records it FAIL, the study goes on
+    pass
+
+
+@dataclass
+class StudySettings:
+    name: str
+    method: MethodSpec
+    dataset: DatasetSpec
+    trials: int
+    objective: str = "fid_final"
+    pruner: str = "median"
+    seed: int = 0
+    space: dict[str, Any] = field(default_factory=dict)  # name -> Distribution
+
+    @property
+    def label(self) -> str:
+        return self.method.label or self.method.name
+
+    def identity(self) -> dict[str, str]:
+        """What a study is, stored in it: resuming it with another method, dataset or objective is refused."""
+        return {"method": self.method.name, "label": self.label, "dataset": self.dataset.name,
+                "objective": self.objective}
+
+
+def quiet_optuna():
+    """Optuna's own log lines and experimental-feature warnings off: bench says how each trial went."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def open_storage(text: str | None):
+    """(Optuna storage, the text shown to users without credentials); one-line errors for the usual mistakes."""
+    quiet_optuna()
+    text = text or DEFAULT_STORAGE
+    if "://" not in text:  # a journal file: several processes on one machine
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(text).expanduser()
+        if path.exists() and path.is_dir():
+            raise BenchError(f"--storage {text}: is a folder; give a journal file path, or a database URL")
+        if not path.parent.is_dir():
+            raise BenchError(f"--storage {text}: the folder {path.parent} does not exist")
+        return JournalStorage(JournalFileBackend(str(path))), str(path)
+    shown = _redacted(text)
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    def connect():
+        return RDBStorage(text, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                          engine_kwargs=_engine_kwargs(text))
+
+    try:
+        try:
+            storage = connect()
+        except Exception as err:  # workers starting together on a fresh database race to create its tables
+            if not any(s in str(err) for s in ("already exists", "duplicate key", "UniqueViolation")):
+                raise
+            time.sleep(2)  # the other worker has made them by now
+            storage = connect()
+    except ImportError as err:
+        raise BenchError(f"--storage {shown}: its database driver is not installed ({err.name}); PostgreSQL needs "
+                         "psycopg2 (`uv sync` installs it)") from None
+    except Exception as err:  # sqlalchemy.exc.ArgumentError, OperationalError, optuna's own
+        from bench.tracking import reason
+
+        raise BenchError(f"--storage {shown}: cannot open it ({reason(err)}); give sqlite:///FILE.db, a journal "
+                         "file path, or postgresql+psycopg2://USER@HOST/DB") from None
+    return storage, shown
+
+
+def _engine_kwargs(url: str) -> dict:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}  # several processes queue on SQLite's lock instead of failing
+    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}
+
+
+def _redacted(url: str) -> str:
+    """A URL as it may be printed and recorded: no password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def make_sampler(seed: int):
+    """TPE whose random stream is seeded by (seed, trial number): a study run alone proposes the same parameters
+    every time, and workers running at once propose different ones (one shared seed would make their random
+    start-up trials identical)."""
+    import optuna
+
+    class TrialSeededTPE(optuna.samplers.BaseSampler):
+        def __init__(self):
+            self.inner = optuna.samplers.TPESampler(seed=seed)
+
+        def before_trial(self, study, trial):
+            self.inner = optuna.samplers.TPESampler(seed=(seed * 1_000_003 + trial.number) % 2**32)
+            self.inner.before_trial(study, trial)
+
+        def infer_relative_search_space(self, study, trial):
+            return self.inner.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self.inner.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study, trial, state, values):
+            self.inner.after_trial(study, trial, state, values)
+
+    return TrialSeededTPE()
+
+
+def make_pruner(kind: str, eval_every: int, total_steps: int, startup_trials: int = 5):
+    """Median (Optuna's default rule: stop a trial whose intermediate value is worse than the median of earlier
+    trials at that step, once `startup_trials` have finished) or Hyperband (Li et al. 2018; resource = steps)."""
+    import optuna
+
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, eval_every), max_resource=max(total_steps, 2),
+                                              reduction_factor=3)
+    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=0)
+
+
+def load_or_create(settings: StudySettings, storage, pruner):
+    """The study by name: created with its identity, or resumed when that identity matches (one line if not)."""
+    import optuna
+
+    try:
+        study = optuna.create_study(study_name=settings.name, storage=storage, direction="minimize",
+                                    sampler=make_sampler(settings.seed), pruner=pruner, load_if_exists=True)
+    except Exception as err:
+        from bench.tracking import reason
+
+        raise BenchError(f"study '{settings.name}': the storage refused it ({reason(err)})") from None
+    recorded = {k: study.user_attrs.get(f"bench.{k}") for k in settings.identity()}
+    if not any(recorded.values()):
+        for k, v in settings.identity().items():
+            study.set_user_attr(f"bench.{k}", v)
+    else:
+        differ = {k: (recorded[k], v) for k, v in settings.identity().items() if recorded[k] != v}
+        if differ:
+            shown = ", ".join(f"{k} {was} (asked: {now})" for k, (was, now) in differ.items())
+            raise BenchError(f"study '{settings.name}' exists with another {shown}; choose another --study name")
+    return study
+
+
+def counts(study) -> Counter:
+    return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+def value_of(evaluations: list[dict], objective: str) -> float | None:
+    """The study's objective from a trial's evaluations (None if it was not logged)."""
+    if objective == "fid_best":
+        values = [e["fid"] for e in evaluations if "fid" in e]
+        return min(values) if values else None
+    key = "kid_mean" if objective == "kid_final" else "fid"
+    final = evaluations[-1] if evaluations else {}
+    return final.get(key)
+
+
+def intermediate_key(objective: str) -> str:
+    return "kid_mean" if objective == "kid_final" else "fid"
+
+
+@dataclass
+class Worker:
+    """Runs proposals of one study in this process until the study holds its trials."""
+
+    suite: Suite
+    settings: StudySettings
+    options: Any  # bench.runner.RunOptions
+    console: Any
+    say: Callable[[str], None]
+    data: Any  # bench.preflight.DataCache, shared by the study's trials
+    parent_run_id: str | None = None
+    trained: int = 0
+    failed_in_a_row: int = 0
+
+    def objective(self, trial) -> float:
+        import optuna
+
+        from bench.runner import Outcome, run_trial
+        from bench.train import TrialPruned
+
+        self._give_way_if_full(trial)
+        point = {name: dist.suggest(trial, name) for name, dist in sorted(self.settings.space.items())}
+        bench_trial = make_trial(self.suite, self.settings.method, self.settings.dataset, self.settings.seed, point)
+        trial.set_user_attr("bench_key", bench_trial.key)
+        tags = {"bench.study": self.settings.name, "bench.tune_trial": str(trial.number)}
+        if self.parent_run_id:
+            tags["mlflow.parentRunId"] = self.parent_run_id
+        key = intermediate_key(self.settings.objective)
+        from bench.train import total_steps
+
+        last = total_steps(bench_trial, len(self.data.get(bench_trial)))
+
+        def report(step: int, values: dict[str, float]) -> None:
+            if key not in values:
+                return
+            trial.report(values[key], step)
+            if step < last and trial.should_prune():  # at the last step the trial is done: nothing to save
+                raise TrialPruned(step, f"{key} {values[key]:.2f} at step {step}: the pruner stopped it", values)
+
+        options = _replace(self.options, extra_tags=tags, on_evaluation=report, resume_pruned=False)
+        prefix = f"[{self.settings.name} #{trial.number}]"
+        self.say(f"{prefix} " + " ".join(f"{k}={_short(v)}" for k, v in point.items()))
+        # wait=True: a proposal another worker is already training (the same parameters) is waited for, not redone
+        outcome: Outcome = run_trial(bench_trial, options, self.data, self.console, self.say, prefix, wait=True)
+        self.failed_in_a_row = self.failed_in_a_row + 1 if outcome.status in ("failed", "skipped_failed") else 0
+        if outcome.status in ("finished", "skipped"):
+            self.trained += outcome.status == "finished"
+            value = value_of(_evaluations(outcome, bench_trial, self.options), self.settings.objective)
+            if value is None:
+                raise TrialFailure(f"the trial logged no {self.settings.objective}; add it to eval.metrics")
+            return value
+        if outcome.status in ("pruned", "skipped_pruned"):
+            self.trained += outcome.status == "pruned"
+            raise optuna.TrialPruned(outcome.summary)
+        trial.set_user_attr("failure", outcome.summary)
+        raise TrialFailure(outcome.summary)
+
+    def _give_way_if_full(self, trial) -> None:
+        """Exactly `trials` trials: a proposal numbered after the study is full (a race between workers) is not run."""
+        from optuna.trial import TrialState
+
+        ahead = study_trials(trial.study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
+                                           TrialState.WAITING))
+        if sum(t.number < trial.number for t in ahead) >= self.settings.trials:
+            trial.set_user_attr("surplus", True)
+            raise Surplus()
+
+
+def study_trials(study, states):
+    return study.get_trials(deepcopy=False, states=states)
+
+
+def _evaluations(outcome, bench_trial, options) -> list[dict]:
+    """A trial's evaluations: from this run, or from status.json when it had finished before."""
+    if "evaluations" in outcome.details:
+        return outcome.details["evaluations"]
+    from bench.runner import trial_dir
+
+    path = trial_dir(bench_trial, options.runs_root) / "status.json"
+    return json.loads(path.read_text()).get("evaluations", [])
+
+
+def _replace(options, **changes):
+    from dataclasses import replace
+
+    return replace(options, **changes)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def retry_lost_trials(study, runs_root: Path, suite: str, say: Callable[[str], None]) -> None:
+    """On storages without heartbeats (journal files): a RUNNING trial whose bench trial is not locked by any
+    process lost its worker; fail it and queue its parameters again (the retry resumes from the checkpoint)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from bench.runner import trial_lock
+
+    if isinstance(study._storage, optuna.storages.RDBStorage):  # heartbeats do this there
+        return
+    for frozen in study_trials(study, (TrialState.RUNNING,)):
+        key = frozen.user_attrs.get("bench_key")
+        if not key:
+            continue
+        folder = runs_root / suite / key
+        with trial_lock(folder) as free:
+            if not free:
+                continue
+            try:
+                study._storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            study.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number}, skip_if_exists=False)
+            say(f"trial #{frozen.number} lost its worker: queued again (it resumes from its checkpoint)")
+
+
+def run_worker(worker: Worker, study) -> None:
+    """Propose, train and record until the study holds `trials` finished or pruned trials."""
+    n = worker.settings.trials
+    retry_lost_trials(study, worker.options.runs_root, worker.suite.name, worker.say)
+    while True:
+        c = counts(study)
+        done = c["COMPLETE"] + c["PRUNED"]
+        if done >= n:
+            return
+        if done + c["RUNNING"] >= n and not c["WAITING"]:
+            worker.say(f"study {worker.settings.name}: {done} of {n} trials done, the other {n - done} running "
+                       "elsewhere; this worker stops")
+            return
+        study.optimize(worker.objective, n_trials=1, catch=(TrialFailure, Surplus), gc_after_trial=False)
+        if worker.failed_in_a_row >= max(n, 3):
+            raise BenchError(f"study {worker.settings.name}: the last {worker.failed_in_a_row} trials all failed "
+                             "(see their reasons above); the search space probably makes every trial diverge: "
+                             "narrow it in the suite's tune section")

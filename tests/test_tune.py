@@ -1,0 +1,295 @@
+"""`bench tune` as users run it: through the CLI, with real storages (SQLite, a journal file, a PostgreSQL server
+started here on 127.0.0.1), real training and real FID (a tiny protocol: 20 steps, FID of 16 samples)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import run_bench
+
+TINY = """
+name: tiny
+methods: [{dcgan: {width: 8}}, {lsgan: {width: 8}}]
+datasets: [digits]
+seeds: [0]
+resolution: 16
+batch_size: 32
+budget: {steps: 20}
+eval: {every: 10, n_fake: 16, n_real: 64, metrics: [fid]}
+log: {every: 10, samples_every: 1000, checkpoint_every: 10}
+tune:
+  space:
+    batch_size: {choice: [32]}
+    latent_dim: {choice: [100]}
+    width: {choice: [8]}
+"""
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One statistics cache for the module: the reference features are computed once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def tune(folder: Path, cache: Path, *args: str, suite: str = TINY) -> subprocess.CompletedProcess:
+    (folder / "tiny.yaml").write_text(suite)
+    return run_bench("tune", *args, "--suite", "tiny.yaml", cwd=folder, env={"BENCH_CACHE": str(cache)})
+
+
+def study_of(storage, name: str):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def states(study) -> list[str]:
+    return [t.state.name for t in study.get_trials()]
+
+
+def mlflow_runs(folder: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny")
+    return client.search_runs([experiment.experiment_id])
+
+
+@pytest.mark.slow
+def test_a_study_run_twice_sequentially_proposes_and_scores_the_same(tmp_path, cache):
+    values = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        folder.mkdir()
+        done = tune(folder, cache, "dcgan", "--trials", "3")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Traceback" not in done.stdout + done.stderr
+        study = study_of(f"sqlite:///{folder}/optuna.db", "tiny-dcgan-digits")
+        assert states(study) == ["COMPLETE"] * 3
+        values.append([(t.params, t.value) for t in study.get_trials()])
+    assert values[0] == values[1]
+
+    # the records: one parent run with the study's settings, one nested run per trial, tagged with the study
+    runs = mlflow_runs(tmp_path / "a")
+    parents = [r for r in runs if r.data.tags.get("bench.study_parent") == "tiny-dcgan-digits"]
+    children = [r for r in runs if r.data.tags.get("bench.study") == "tiny-dcgan-digits"]
+    assert len(parents) == 1 and len(children) == 3
+    assert parents[0].data.params["objective"] == "fid_final" and parents[0].data.params["trials"] == "3"
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert sorted(r.data.tags["bench.tune_trial"] for r in children) == ["0", "1", "2"]
+
+
+SPLIT = TINY.replace("    width: {choice: [8]}", "    width: {choice: [8]}\n    lr_d: {choice: [0.0001, 1.0e+20]}")
+
+
+@pytest.mark.slow
+def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path, cache):
+    """lr_d = 1e20 makes D's loss NaN at once: that trial fails with its reason and the next one is proposed; with
+    the median pruner starting after one trial, worse trials are stopped at their first evaluation."""
+    suite = SPLIT.replace("tune:\n", "tune:\n  startup_trials: 1\n")
+    done = tune(tmp_path, cache, "dcgan", "--trials", "6", "--seed", "3", suite=suite)
+    assert done.returncode == 0, done.stdout + done.stderr
+    study = study_of(f"sqlite:///{tmp_path}/optuna.db", "tiny-dcgan-digits")
+    got = states(study)
+    assert got.count("COMPLETE") + got.count("PRUNED") == 6
+    assert "FAIL" in got and "PRUNED" in got, got
+    failed = next(t for t in study.get_trials() if t.state.name == "FAIL")
+    assert failed.params["lr_d"] == 1e20 and "became nan" in failed.user_attrs["failure"]
+    runs = {r.data.tags["bench.tune_trial"]: r for r in mlflow_runs(tmp_path) if "bench.tune_trial" in r.data.tags}
+    assert runs[str(failed.number)].data.tags["bench.status"] == "failed"
+    assert runs[str(failed.number)].info.status == "FAILED"
+    pruned = next(t for t in study.get_trials() if t.state.name == "PRUNED")
+    record = runs[str(pruned.number)]
+    assert record.data.tags["bench.status"] == "pruned" and record.data.tags["bench.pruned_step"] == "10"
+    assert "pruned at step 10" in done.stdout
+
+
+@pytest.mark.slow
+def test_per_method_studies_get_equal_budgets_and_the_best_exports_as_a_runnable_suite(tmp_path, cache):
+    done = tune(tmp_path, cache, "--per-method", "--trials", "2", "--study", "fair", "--export", "best.yaml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for label in ("dcgan", "lsgan"):
+        study = study_of(f"sqlite:///{tmp_path}/optuna.db", f"fair-{label}")
+        assert states(study) == ["COMPLETE", "COMPLETE"]
+        exported = yaml.safe_load((tmp_path / f"best-{label}.yaml").read_text())
+        best = min(study.get_trials(), key=lambda t: t.value)
+        assert exported["seeds"] == 5 and exported["methods"][0]["label"] == f"{label}-tuned"
+        assert exported["methods"][0]["params"]["lr_g"] == best.params["lr_g"]
+        dry = run_bench("run", f"best-{label}.yaml", "--dry-run", cwd=tmp_path)
+        assert dry.returncode == 0 and dry.stdout.count(" new ") == 5, dry.stderr
+    # export later, from the stored study alone
+    again = run_bench("tune", "dcgan", "--suite", "tiny.yaml", "--study", "fair-dcgan", "--export", "later.yaml",
+                      cwd=tmp_path)
+    assert again.returncode == 0 and (tmp_path / "later.yaml").exists(), again.stderr
+    report = run_bench("report", "--suite", "tiny", "--out", "report", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    tuning = (tmp_path / "report" / "tables" / "tuning.csv").read_text()
+    assert "fair-dcgan" in tuning and "fair-lsgan" in tuning
+    assert (tmp_path / "report" / "figures" / "budget.png").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_workers(folder: Path, cache: Path, storage: str, trials: int = 4) -> list[subprocess.CompletedProcess]:
+    (folder / "tiny.yaml").write_text(TINY)
+    command = [sys.executable, "-m", "bench", "tune", "dcgan", "--suite", "tiny.yaml", "--trials", str(trials),
+               "--storage", storage, "--study", "shared"]
+    env = {**os.environ, "BENCH_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    return [subprocess.CompletedProcess(p.args, p.returncode, out, err) for p, (out, err) in zip(procs, outputs,
+                                                                                                   strict=True)]
+
+
+def check_shared_study(folder: Path, storage, results, trials: int = 4) -> None:
+    study = study_of(storage, "shared")
+    trials_ = study.get_trials()
+    finished = [t for t in trials_ if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == trials  # exactly what was asked, whoever ran them
+    assert len({t.number for t in trials_}) == len(trials_)  # every trial number once
+    assert all(t.user_attrs.get("surplus") for t in trials_ if t.state.name == "FAIL")  # only races gave way
+    assert all("training on cpu" in r.stdout for r in results)  # both workers contributed
+    runs = [r for r in mlflow_runs(folder) if r.data.tags.get("bench.study") == "shared"]
+    keys = [r.data.tags["bench.trial_key"] for r in runs]
+    assert len(runs) == trials and len(set(keys)) == trials  # one MLflow run per finished trial
+    assert {t.user_attrs["bench_key"] for t in finished} == set(keys)
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_journal_file_study(tmp_path, cache):
+    results = two_workers(tmp_path, cache, "study.journal")
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    check_shared_study(tmp_path, JournalStorage(JournalFileBackend(str(tmp_path / "study.journal"))), results)
+
+
+def postgres_binaries() -> Path | None:
+    """The folder of initdb, pg_ctl and createdb (Debian keeps them off PATH, in /usr/lib/postgresql/N/bin)."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if candidates:
+        return Path(candidates[-1]).parent
+    found = shutil.which("initdb")
+    return Path(found).resolve().parent if found else None
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL server on 127.0.0.1 (initdb + pg_ctl as an ordinary user), stopped afterwards."""
+    bindir = postgres_binaries()
+    if bindir is None:
+        message = "PostgreSQL is not installed (Debian: apt-get install postgresql); .ci/run installs it"
+        if os.environ.get("BENCH_REQUIRE_POSTGRES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    as_user: list[str] = []
+    if os.getuid() == 0:  # PostgreSQL refuses to run as root: run it as the package's postgres user
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U", "bench"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "log"), "-w",
+                    "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    try:
+        subprocess.run([*as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "bench",
+                        "optuna"], check=True, capture_output=True)
+        yield f"postgresql+psycopg2://bench@127.0.0.1:{port}/optuna"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(folder / "data"), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_postgresql_study(tmp_path, cache, postgres):
+    results = two_workers(tmp_path, cache, postgres)
+    check_shared_study(tmp_path, postgres, results)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["gan9000", "--trials", "2"], "unknown method 'gan9000'; known:"),
+    (["dcgan", "--trials", "0"], "--trials 0: a study needs at least 1 trial"),
+    (["dcgan", "--trials", "2", "--storage", "nosuch://x"], "--storage nosuch://x: cannot open it"),
+    (["dcgan", "--trials", "2", "--storage", "postgresql+psycopg2://u@127.0.0.1:9/db"], "cannot open it"),
+    (["dcgan", "--trials", "2", "--objective", "best"], "--objective best: use one of"),
+    (["--trials", "2"], "name one method to tune"),
+])
+def test_bad_input_is_one_line_and_exit_code_2_before_any_training(tmp_path, args, message):
+    result = tune(tmp_path, tmp_path / "cache", *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "training on" not in result.stdout and not (tmp_path / "runs").exists()
+
+
+def test_a_space_with_unknown_names_empty_ranges_or_impossible_distributions_is_refused(tmp_path):
+    for space, message in [
+        ("    colour: {choice: [1]}", "tune.space.colour: unknown hyperparameter for method 'dcgan'"),
+        ("    lr_g: {log_uniform: [0.01, 0.001]}", "tune.space.lr_g.log_uniform: an empty range [0.01, 0.001]"),
+        ("    critic_steps: {uniform: [1, 5]}", "'critic_steps' is an integer; use {int: [low, high]}"),
+        ("    beta1: {choice: [2.0]}", "2.0 is not a value 'beta1' of method 'dcgan' can take"),
+        ("    lr_d: {gaussian: [0, 1]}", "tune.space.lr_d: give one of log_uniform, uniform, int, choice"),
+    ]:
+        result = tune(tmp_path, tmp_path / "cache", "dcgan", "--trials", "2", suite=TINY + space + "\n")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert message in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_a_study_resumed_with_another_method_or_objective_is_refused(tmp_path, cache):
+    first = tune(tmp_path, cache, "dcgan", "--trials", "1", "--study", "mine")
+    assert first.returncode == 0, first.stderr
+    for args, what in ((["lsgan", "--trials", "2", "--study", "mine"], "another method dcgan (asked: lsgan)"),
+                       (["dcgan", "--trials", "2", "--study", "mine", "--objective", "fid_best"],
+                        "another objective fid_final (asked: fid_best)")):
+        again = tune(tmp_path, cache, *args)
+        assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
+        assert f"study 'mine' exists with {what}" in again.stderr
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_leaves_no_zombie_the_next_one_resumes_its_trial(tmp_path, cache):
+    """On a journal file there are no heartbeats: a running trial whose bench trial is unlocked lost its worker."""
+    import signal
+    import time
+
+    suite = TINY.replace("budget: {steps: 20}", "budget: {steps: 300}").replace("every: 10, n_fake", "every: 300, "
+                                                                                  "n_fake")
+    (tmp_path / "tiny.yaml").write_text(suite)
+    command = [sys.executable, "-m", "bench", "tune", "dcgan", "--suite", "tiny.yaml", "--trials", "2", "--storage",
+               "study.journal", "--study", "killed"]
+    env = {**os.environ, "BENCH_CACHE": str(cache)}
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "runs" / "tiny").glob("*/checkpoint.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    again = run_bench(*command[3:], cwd=tmp_path, env={"BENCH_CACHE": str(cache)})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "lost its worker: queued again" in again.stdout and "resuming on cpu" in again.stdout
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = study_of(JournalStorage(JournalFileBackend(str(tmp_path / "study.journal"))), "killed")
+    by_state = {t.number: t.state.name for t in study.get_trials()}
+    assert by_state[0] == "FAIL" and list(by_state.values()).count("COMPLETE") == 2
+    retry = next(t for t in study.get_trials() if t.user_attrs.get("retry_of") == 0)
+    assert retry.params == study.get_trials()[0].params and retry.state.name == "COMPLETE"
