@@ -100,7 +100,7 @@ def method_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "c
     cls = get_method(trial["method"])
     recorded = ckpt["data_shape"]
     shape = DataShape(recorded["channels"], recorded["resolution"], recorded.get("n_classes", 0),
-                      ckpt.get("class_weights"), tuple(recorded.get("classes", ())))
+                      ckpt.get("class_weights"), tuple(recorded.get("classes", ())), recorded.get("pairs"))
     method = cls(cls.Hyper(**trial["params"]), shape)
     method.nets = method.build()
     for name, net in method.nets.items():

@@ -29,16 +29,27 @@ def run(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI [env MLFLOW_TRACKING_URI, suite, "
                                                               "sqlite:///mlflow.db]")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="train failed trials again")] = False,
+    parallel: Annotated[int, typer.Option(help="trials at once on this machine (worker processes)")] = 1,
+    per_gpu: Annotated[int, typer.Option(help="with --parallel: trials sharing one GPU")] = 1,
+    executor: Annotated[str | None, typer.Option(help="local | parallel | ray [local; parallel with --parallel "
+                                                      "N > 1; ray with --address]")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://host:10001); "
+                                                     "default: a local Ray instance")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per trial [all cores; --parallel N: "
+                                                          "cores / N]; the same count, the same numbers")] = None,
 ) -> None:
     """Train every trial of a suite that is not finished; resume interrupted ones."""
     from bench.preflight import DataCache, check_trials
     from bench.progress import Console
-    from bench.runner import RunOptions, run_trials, trial_status
+    from bench.runner import Placement, RunOptions, run_trials, trial_status
     from bench.suite import DEVICE_PATTERN, expand, load_suite, select
     from bench.tracking import resolve_tracking_uri
 
     if device is not None and not DEVICE_PATTERN.match(device):
         raise BenchError(f"--device {device}: unknown device; allowed: auto, cpu, cuda, cuda:N, mps")
+    if parallel < 1 or per_gpu < 1:
+        raise BenchError(f"--parallel {parallel} --per-gpu {per_gpu}: give the number of trials to run at once and "
+                         "how many share one GPU (each 1 or more)")
     spec = load_suite(suite, set_)
     trials = select(expand(spec), only)
     if not trials:
@@ -52,8 +63,10 @@ def run(
                        f"seed={t.seed:<3} {params}")
         return
     options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, retry_failed=retry_failed,
-                         tracking_uri=resolve_tracking_uri(tracking_uri, spec.tracking_uri))
-    result = run_trials(trials, options, console=Console())
+                         threads=threads, tracking_uri=resolve_tracking_uri(tracking_uri, spec.tracking_uri))
+    placement = Placement(executor or ("ray" if address else "parallel" if parallel > 1 or per_gpu > 1 else
+                                       "local"), parallel, per_gpu, address)
+    result = run_trials(trials, options, console=Console(), placement=placement)
     counts = result.counts
     parts = [f"{counts['finished']} trained", f"{counts['skipped']} already finished"]
     if counts["failed"]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bench.data import DATASETS, ImageSet, load_dataset
+from bench.data import DATASETS, ImageSet, PairSet, load_dataset
 from bench.errors import BenchError
 from bench.suite import Trial
 
@@ -32,7 +32,7 @@ class DataCache:
     def __init__(self, data_root: Path | None):
         self.data_root, self.sets = data_root, {}
 
-    def get(self, trial: Trial, split: str | None = None) -> ImageSet:
+    def get(self, trial: Trial, split: str | None = None) -> ImageSet | PairSet:
         d = trial.dataset
         split = split or d.split
         key = (d.name, split, trial.resolution, repr(sorted(d.options.items())))
@@ -57,11 +57,12 @@ def check_trials(trials: list[Trial], data: DataCache, device_override: str | No
         try:
             resolve_device(device_override or trial.device)
             images = data.get(trial)
-            if len(images) < trial.batch_size:
-                raise BenchError(f"the dataset has {len(images)} images, fewer than batch_size {trial.batch_size}; "
-                                 f"lower batch_size to at most {len(images)}")
+            smallest = min(images.a.shape[0], images.b.shape[0]) if isinstance(images, PairSet) else len(images)
+            if smallest < trial.batch_size:
+                raise BenchError(f"the dataset has {smallest} images, fewer than batch_size {trial.batch_size}; "
+                                 f"lower batch_size to at most {smallest}")
             shape = (trial.method, json.dumps(trial.params, sort_keys=True, default=str), images.channels,
-                     trial.resolution, images.n_classes)
+                     trial.resolution, images.n_classes, isinstance(images, PairSet))
             key = repr(shape)
             if key not in checked:
                 checked[key] = check_networks(trial, images)
@@ -83,9 +84,13 @@ def check_networks(trial: Trial, data: ImageSet) -> NetworkCheck:
     try:
         with torch.device("meta"):
             method.nets = method.build()
-            rng = torch.Generator()  # latents are drawn on the CPU, then moved to the meta device
-            latents = {k: v.to("meta") for k, v in method.sample_latents(2, rng).items()}
-            fake, scores = method.probe(latents)
+            if method.task == "translation":
+                fake, scores = method.check_shapes(torch.zeros(2, data.channels, trial.resolution, trial.resolution))
+                scores = None  # a PatchGAN scores patches, not images
+            else:
+                rng = torch.Generator()  # latents are drawn on the CPU, then moved to the meta device
+                latents = {k: v.to("meta") for k, v in method.sample_latents(2, rng).items()}
+                fake, scores = method.probe(latents)
     except BenchError:
         raise
     except (RuntimeError, ValueError, TypeError, IndexError) as err:

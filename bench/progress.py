@@ -25,9 +25,10 @@ def duration(seconds: float) -> str:
 class Console:
     """Permanent lines (`say`) and, on a terminal, one live status line (`status`) kept beneath them."""
 
-    def __init__(self, stream: TextIO | None = None, live: bool | None = None):
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None, milestones: bool = True):
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty() if live is None else live
+        self.milestones = milestones  # False: a log gets no progress lines (parallel workers: start and end only)
         self._shown = False
 
     def say(self, line: str) -> None:
@@ -73,6 +74,6 @@ class StepProgress:
                 + (f", ETA {duration(eta)}" if eta is not None else "") + (f", {detail}" if detail else ""))
         if self.console.live:
             self.console.status(text)
-        elif done * 10 // self.total >= self.next_milestone and done < self.total:
+        elif self.console.milestones and done * 10 // self.total >= self.next_milestone and done < self.total:
             self.next_milestone = done * 10 // self.total + 1
             self.console.say(text)

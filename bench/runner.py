@@ -48,6 +48,9 @@ class RunOptions:
     # called with (step, metric values) after each evaluation; may raise bench.train.TrialPruned (bench tune)
     on_evaluation: Callable[[int, dict[str, float]], None] | None = None
     resume_pruned: bool = True  # bench run resumes a pruned trial; bench tune leaves it pruned
+    # CPU threads a trial computes with (None: PyTorch's default, all cores). PyTorch splits reductions by thread,
+    # so on the CPU the same trial with the same thread count gives the same numbers, whichever executor runs it
+    threads: int | None = None
 
 
 @dataclass
@@ -145,18 +148,50 @@ def _send_pending(runs_root: Path, suite: str, say: Callable[[str], None]) -> No
                          "rerun; nothing was trained")
 
 
+@dataclass
+class Placement:
+    """Where trials run (bench/executors.py): `local` one after another here; `parallel` in `parallel` worker
+    processes (`per_gpu` of them on each GPU); `ray` as Ray tasks on the cluster at `address`."""
+
+    executor: str = "local"  # local | parallel | ray
+    parallel: int = 1
+    per_gpu: int = 1
+    address: str | None = None
+
+
 def run_trials(trials: list[Trial], options: RunOptions, say: Callable[[str], None] | None = None,
-               console: Console | None = None) -> SuiteResult:
-    """The local executor: check everything, then train every trial that is not done, one after another.
+               console: Console | None = None, placement: Placement | None = None) -> SuiteResult:
+    """Check everything, then train every trial that is not done: here one after another (the local executor),
+    or through the executor `placement` names; the records are the same.
 
     A trial another process is training is deferred to the end and waited for, then trained here if that
     process died before finishing it: every trial ends trained exactly once, whoever trains it.
     """
     console = console or Console(live=False)
     say = say or console.say
+    placement = placement or Placement()
+    executor = None
+    if placement.executor == "parallel":
+        from bench.executors import ParallelExecutor, plan_slots
+
+        executor = ParallelExecutor(plan_slots(placement.parallel, placement.per_gpu, options.device, trials),
+                                    options, console)
+    elif placement.executor == "ray":
+        from bench.ray_executor import RayExecutor
+
+        executor = RayExecutor(placement, options, console, trials)
+    elif placement.executor != "local":
+        raise BenchError(f"--executor {placement.executor}: unknown; use local, parallel (--parallel N) or ray")
     data = prepare(trials, options, say)
     counts: Counter = Counter()
     pending, failed = [], []
+    if executor is not None:
+        jobs = [(i, trial, f"[{i}/{len(trials)}]") for i, trial in enumerate(trials, 1)]
+        with ctrl_c_stops_training() as stop_requested:
+            executor.run(jobs, lambda trial, outcome: _tally(outcome, trial, counts, pending, failed, options),
+                         stop_requested)
+        console.done()
+        return SuiteResult(counts, pending, failed)
     deferred = []
     with ctrl_c_stops_training() as stop_requested:
         for i, trial in enumerate(trials, 1):
@@ -191,9 +226,10 @@ def _check_stop(stop_requested: Callable[[], bool], counts: Counter) -> None:
 
 
 @contextmanager
-def ctrl_c_stops_training() -> Iterator[Callable[[], bool]]:
+def ctrl_c_stops_training(quiet: bool = False) -> Iterator[Callable[[], bool]]:
     """The first Ctrl-C asks the running trial to checkpoint after its current step and stop; a second one stops
-    at once (the steps since the last checkpoint are then lost). Only the main thread can take signals."""
+    at once (the steps since the last checkpoint are then lost). Only the main thread can take signals. `quiet`:
+    say nothing (parallel workers: the parent says it once)."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
@@ -203,8 +239,9 @@ def ctrl_c_stops_training() -> Iterator[Callable[[], bool]]:
         if requested.is_set():
             raise KeyboardInterrupt
         requested.set()
-        os.write(2, b"\nstopping after this step (Ctrl-C again to stop at once and lose the steps since the "
-                    b"last checkpoint)\n")
+        if not quiet:
+            os.write(2, b"\nstopping after this step (Ctrl-C again to stop at once and lose the steps since the "
+                        b"last checkpoint)\n")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -239,10 +276,14 @@ def run_trial(trial: Trial, options: RunOptions, data: DataCache | None = None, 
         from bench.train import resolve_device
 
         device = resolve_device(options.device or trial.device)
+        if options.threads:
+            torch.set_num_threads(options.threads)
         resuming = (folder / CHECKPOINT_NAME).exists()  # interrupted, or failed and retried
         say(f"{name}: {'resuming' if resuming else 'training'} on {device}")
         short = f"{prefix} {trial.label} {trial.dataset.name} s{trial.seed}".strip()
-        outcome = _train(trial, data.get(trial), device, folder, options, console, short, should_stop)
+        # translation trials see held-out inputs in their grids and evaluations (the reference split's pairs)
+        held_out = data.get(trial, trial.eval.reference_split) if _translates(trial) else None
+        outcome = _train(trial, data.get(trial), device, folder, options, console, short, should_stop, held_out)
         say(f"{name}: {outcome.summary}")
         return outcome
 
@@ -260,15 +301,22 @@ def _skip(status: str, options: RunOptions, name: str, say: Callable[[str], None
     return None
 
 
+def _translates(trial: Trial) -> bool:
+    from bench.methods import get_method
+
+    return get_method(trial.method).task == "translation"
+
+
 def _train(trial: Trial, data, device: torch.device, folder: Path, options: RunOptions, console: Console,
-           short: str, should_stop: Callable[[], bool]) -> Outcome:
+           short: str, should_stop: Callable[[], bool], held_out=None) -> Outcome:
     from bench.train import Trainer, TrainingStopped, TrialDiverged, TrialPruned
 
     recorder = _open_recorder(trial, folder, device, options)
     progress = None
     try:
-        evaluate = make_evaluator(trial, recorder, device, options, console, short) if trial.eval.metrics else None
-        trainer = Trainer(trial, data, device, folder, tracker=recorder, evaluate=evaluate)
+        evaluate = (make_evaluator(trial, recorder, device, options, console, short, held_out)
+                    if trial.eval.metrics else None)
+        trainer = Trainer(trial, data, device, folder, tracker=recorder, evaluate=evaluate, grid_data=held_out)
         progress = StepProgress(console, short, trainer.total)
 
         def show(step: int, total: int, means: dict[str, float], images_per_s: float) -> None:
@@ -301,8 +349,9 @@ def _train(trial: Trial, data, device: torch.device, folder: Path, options: RunO
         console.done()
     summary = {"steps": result.steps, **{k: round(v, 4) for k, v in result.final_losses.items()}}
     final = result.evaluations[-1] if result.evaluations else {}
-    if "fid" in final:
-        summary["fid"] = round(final["fid"], 2)
+    for name in ("fid", "intra_fid", "fid_a2b", "fid_b2a"):
+        if name in final:
+            summary[name] = round(final[name], 2)
     if recorder is not None:
         _log_summary(recorder, result.evaluations)
         recorder.log_file(folder / CHECKPOINT_NAME, "checkpoint")
@@ -366,7 +415,8 @@ def _open_recorder(trial: Trial, folder: Path, device: torch.device, options: Ru
 
     tags = {"bench.suite": trial.suite, "bench.trial_key": trial.key, "bench.method": trial.method,
             "bench.label": trial.label, "bench.dataset": trial.dataset.name, "bench.seed": str(trial.seed),
-            "bench.status": "running", **options.extra_tags}
+            "bench.status": "running", "bench.task": "translation" if _translates(trial) else "generation",
+            **options.extra_tags}
     recorder = TrialRecorder(options.tracking_uri, trial.suite, folder,
                              f"{trial.label}-{trial.dataset.name}-s{trial.seed}-{trial.key}", tags)
     if not recorder.resumed:
@@ -379,7 +429,7 @@ def _open_recorder(trial: Trial, folder: Path, device: torch.device, options: Ru
 
 
 def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOptions, console: Console | None = None,
-                   name: str = ""):
+                   name: str = "", held_out=None):
     """The closure the loop calls at each evaluation step: metrics from bench.metrics, logged with protocol."""
     from bench.metrics import Reference, evaluate_generator
 
@@ -401,6 +451,14 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
 
         values: dict[str, float] = {}
         metrics = [m for m in spec.metrics if m != "intra_fid"]
+        if method.task == "translation":
+            from bench.metrics.translation import evaluate_translation
+
+            result = evaluate_translation(method.translate, method.directions, {"a": held_out.a, "b": held_out.b},
+                                          held_out.paired, reference, n=spec.n_fake, mode=spec.mode, device=device,
+                                          cache_dir=options.cache_dir, metrics=tuple(metrics), progress=progress)
+            values.update(_record(result, tracker, step))
+            metrics = []
         if metrics:
             rng = torch.Generator(device).manual_seed(trial.seed + 1_000_003)  # same latents at every evaluation
             result = evaluate_generator(lambda n: method.sample(n, rng), spec.n_fake, reference, metrics=metrics,
@@ -467,4 +525,7 @@ def _log_summary(tracker, evaluations: list[dict]) -> None:
         summary["kid_final"] = final["kid_mean"]
     if "intra_fid" in final:
         summary["intra_fid_final"] = final["intra_fid"]
+    for name in ("fid_a2b", "fid_b2a", "kid_a2b_mean", "kid_b2a_mean", "l1_a2b", "psnr_a2b", "ssim_a2b"):
+        if name in final:  # translation: each direction's final value
+            summary[f"{name.removesuffix('_mean')}_final"] = final[name]
     tracker.log_metrics(summary, step=final["step"])

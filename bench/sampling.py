@@ -33,8 +33,11 @@ def sample_command(
     tracking_uri: str | None = typer.Option(None, envvar="MLFLOW_TRACKING_URI",
                                             help="MLflow store searched when the runs folder lacks the trial"),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N"),
+    input: Path | None = typer.Option(None, "--input", help="translation trials: a folder of images to translate"),
+    direction: str = typer.Option("a2b", help="translation trials: a2b or b2a (CycleGAN has both)"),
 ) -> None:
-    """Draw images from a trained trial: a grid (x.png) or one file per image (a folder)."""
+    """Draw images from a trained trial: a grid (x.png) or one file per image (a folder); translate a folder
+    (--input) with an image-to-image trial."""
     import torch
 
     from bench.metrics.cli import _device
@@ -49,6 +52,9 @@ def sample_command(
         if not 0 < truncation <= 1:
             raise BenchError(f"--truncation {truncation}: psi is in (0, 1]")
         method.truncation = truncation
+    if getattr(method, "task", "generation") == "translation" or input is not None:
+        _translate_folder(method, input, direction, out, seed, key)
+        return
     labels = [_label(method, text) for text in label]
     rng = torch.Generator().manual_seed(seed)
     if out.suffix.lower() == ".png":
@@ -68,6 +74,43 @@ def sample_command(
         f"{_class_name(method, int(c))}_{i:04d}" for i, c in enumerate(drawn)]
     _write_files(images, out, names)
     typer.echo(f"wrote {len(images)} PNGs into {out}/ from trial {key}")
+
+
+def _translate_folder(method, folder: Path | None, direction: str, out: Path, seed: int, key: str) -> None:
+    """Every image of `folder` (square-cropped and resized to the trial's resolution) through the trial's generator:
+    a grid of input / output rows (x.png), or one PNG per input with its file name (a folder)."""
+    import numpy as np
+    import torch
+
+    from bench.data import uint8_to_unit
+    from bench.data.folder import list_images, read_image
+
+    if getattr(method, "task", "generation") != "translation":
+        raise BenchError(f"--input: method '{method.name}' draws from noise; --input is for translation trials")
+    if folder is None:
+        raise BenchError(f"method '{method.name}' translates images: give --input DIR, a folder of images of its "
+                         "source domain")
+    if direction not in method.directions:
+        raise BenchError(f"--direction {direction}: method '{method.name}' translates {', '.join(method.directions)}")
+    if not folder.is_dir():
+        raise BenchError(f"--input {folder}: no such folder")
+    mode = "L" if method.shape.channels == 1 else "RGB"
+    read = [(p, read_image(p, method.shape.resolution, mode)) for p in list_images(folder)]
+    read = [(p, a) for p, a in read if a is not None]
+    if not read:
+        raise BenchError(f"--input {folder}: no readable images in it")
+    images = uint8_to_unit(torch.from_numpy(np.stack([a for _, a in read])).permute(0, 3, 1, 2))
+    torch.manual_seed(seed)  # Pix2Pix's test-time dropout: the same seed, the same translations
+    translated = method.translate(images, direction).cpu()
+    if out.suffix.lower() == ".png":
+        rows = []
+        for start in range(0, len(images), GRID_COLUMNS):
+            rows += [images[start:start + GRID_COLUMNS], translated[start:start + GRID_COLUMNS]]
+        _write_grid(torch.cat(rows), out, GRID_COLUMNS)
+        typer.echo(f"wrote {out}: {len(images)} inputs and their translations ({direction}), trial {key}")
+        return
+    _write_files(translated, out, [p.stem for p, _ in read])
+    typer.echo(f"wrote {len(images)} translations ({direction}) into {out}/ from trial {key}")
 
 
 def _load(key: str, runs_dir: Path, tracking_uri: str | None, device):

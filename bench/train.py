@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from bench import checkpoint as ckpt_io
-from bench.data import ImageSet
+from bench.data import ImageSet, PairSet
 from bench.errors import BenchError
 from bench.methods import DataShape, Method, StepContext, get_method
 from bench.suite import Trial
@@ -106,7 +106,9 @@ def fixed_latents(suite: str, dataset: str, latent_dim: int, n: int = 64) -> tor
     return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
 
 
-def data_shape(data: ImageSet, resolution: int) -> DataShape:
+def data_shape(data: ImageSet | PairSet, resolution: int) -> DataShape:
+    if isinstance(data, PairSet):
+        return DataShape(data.channels, resolution, pairs="paired" if data.paired else "unpaired")
     weights = None
     if data.labels is not None and data.n_classes:
         weights = torch.bincount(data.labels.cpu(), minlength=data.n_classes).double()
@@ -141,35 +143,76 @@ class BatchOrder:
 class BatchSource:
     """Batches as dicts (images, labels) in the trial's batch order; what a method's step draws from."""
 
-    def __init__(self, data: ImageSet, order: BatchOrder):
-        self.data, self.order = data, order
+    def __init__(self, data: ImageSet, batch_size: int, rng: torch.Generator):
+        self.data, self.order = data, BatchOrder(len(data), batch_size, rng)
 
     def next(self) -> dict[str, torch.Tensor | None]:
         idx = self.order.next()
         labels = None if self.data.labels is None else self.data.labels[idx]
         return {"images": self.data.images[idx], "labels": labels}
 
+    def state_dict(self):
+        return self.order.state_dict()
+
+    def load_state_dict(self, state):
+        self.order.load_state_dict(state)
+
+
+class PairBatches:
+    """Batches of two domains: {"a", "b"}. Aligned pairs share one order; unpaired domains are shuffled apart
+    (each example of A meets a random B, as Zhu et al.'s unaligned loader)."""
+
+    def __init__(self, data: PairSet, batch_size: int, rng: torch.Generator):
+        self.data = data
+        self.order_a = BatchOrder(data.a.shape[0], batch_size, rng)
+        self.order_b = None if data.paired else BatchOrder(data.b.shape[0], batch_size, rng)
+
+    def next(self) -> dict[str, torch.Tensor]:
+        idx_a = self.order_a.next()
+        idx_b = idx_a if self.order_b is None else self.order_b.next()
+        return {"a": self.data.a[idx_a], "b": self.data.b[idx_b]}
+
+    def state_dict(self):
+        return {"a": self.order_a.state_dict(), "b": None if self.order_b is None else self.order_b.state_dict()}
+
+    def load_state_dict(self, state):
+        self.order_a.load_state_dict(state["a"])
+        if self.order_b is not None:
+            self.order_b.load_state_dict(state["b"])
+
+
+def fixed_pairs(data: PairSet, suite: str, dataset: str, n: int = 8) -> dict[str, torch.Tensor]:
+    """The same inputs for every trial of a (suite, dataset): the first n of each domain after a seeded shuffle."""
+    seed = int(hashlib.sha256(f"{suite}/{dataset}".encode()).hexdigest()[:8], 16)
+    gen = torch.Generator().manual_seed(seed)
+    pick = {side: torch.randperm(data.domain(side).shape[0], generator=gen)[:n] for side in "ab"}
+    if data.paired:
+        pick["b"] = pick["a"]
+    return {side: data.domain(side)[pick[side].to(data.a.device)] for side in "ab"}
+
 
 class Trainer:
     """Holds one trial's method (networks, optimizers) and RNG; `run()` trains it to its budget, resuming if it can."""
 
-    def __init__(self, trial: Trial, data: ImageSet, device: torch.device, run_dir: Path | None = None,
-                 tracker: Tracker | None = None, evaluate: Evaluator | None = None):
+    def __init__(self, trial: Trial, data: ImageSet | PairSet, device: torch.device, run_dir: Path | None = None,
+                 tracker: Tracker | None = None, evaluate: Evaluator | None = None,
+                 grid_data: PairSet | None = None):
         self.trial, self.device, self.run_dir = trial, device, run_dir
         self.tracker = tracker or NullTracker()
         self.evaluate = evaluate
         self.progress: Progress | None = None
         seed_everything(trial.seed)
         self.data = data.to(device)
-        if trial.numerics.channels_last:
+        self.grid_data = grid_data.to(device) if grid_data is not None else self.data  # translation grids' inputs
+        if trial.numerics.channels_last and isinstance(self.data, ImageSet):
             self.data.images = self.data.images.contiguous(memory_format=torch.channels_last)
         self.shape = data_shape(data, trial.resolution)
         self.total = total_steps(trial, len(data))
         self.method = get_method(trial.method)(trial.hyper(), self.shape)
         self.method.setup(device, trial.numerics.channels_last, trial.numerics.compile, self.total)
         self.rng = torch.Generator(device).manual_seed(trial.seed)
-        self.order = BatchOrder(len(data), trial.batch_size, self.rng)
-        self.batches = BatchSource(self.data, self.order)
+        source = PairBatches if isinstance(self.data, PairSet) else BatchSource
+        self.batches = source(self.data, trial.batch_size, self.rng)
         self.step = 0
         # loss name -> sum over the logging window (float64, on device), and how many steps returned it (a lazy
         # regulariser is returned only on the steps that compute it)
@@ -189,13 +232,14 @@ class Trainer:
         return {
             "format": ckpt_io.FORMAT, "key": self.trial.key, "trial": self.trial.model_dump(mode="json"),
             "data_shape": {"channels": self.shape.channels, "resolution": self.shape.resolution,
-                           "n_classes": self.shape.n_classes, "classes": list(self.shape.classes)},
+                           "n_classes": self.shape.n_classes, "classes": list(self.shape.classes),
+                           "pairs": self.shape.pairs},
             "device_type": self.device.type, "step": self.step, "total_steps": self.total,
             "networks": {k: v.state_dict() for k, v in m.nets.items()},
             "optimizers": {k: v.state_dict() for k, v in m.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in m.schedulers.items()},
             "method_state": m.extra_state(),
-            "rng": self.rng.get_state(), "global_rng": ckpt_io.global_rng_state(), "order": self.order.state_dict(),
+            "rng": self.rng.get_state(), "global_rng": ckpt_io.global_rng_state(), "order": self.batches.state_dict(),
             "window": self.window, "counts": self.counts, "window_steps": self.window_steps,
             "first_bad_step": self.first_bad_step,
             "evaluations": self.evaluations, "class_weights": self.shape.class_weights,
@@ -227,7 +271,7 @@ class Trainer:
         m.load_extra_state(state["method_state"])
         self.rng.set_state(state["rng"].cpu() if hasattr(state["rng"], "cpu") else state["rng"])
         ckpt_io.restore_global_rng(state["global_rng"])
-        self.order.load_state_dict(state["order"])
+        self.batches.load_state_dict(state["order"])
         self.step, self.window_steps = state["step"], state["window_steps"]
         self.window, self.counts = state["window"], state["counts"]
         self.first_bad_step = state["first_bad_step"]
@@ -276,17 +320,28 @@ class Trainer:
 
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:
-        z = fixed_latents(self.trial.suite, self.trial.dataset.name, self.method.hp.latent_dim)
-        latents = {k: v.to(self.device) for k, v in self.method.grid_latents(z).items()}
-        with self.method.eval_mode():
-            return self.method.generate(latents).float()
+        with self._own_randomness():
+            if self.method.task == "translation":
+                inputs = fixed_pairs(self.grid_data, self.trial.suite, self.trial.dataset.name)
+                return self.method.translation_grid(inputs["a"], inputs["b"])
+            z = fixed_latents(self.trial.suite, self.trial.dataset.name, self.method.hp.latent_dim)
+            latents = {k: v.to(self.device) for k, v in self.method.grid_latents(z).items()}
+            with self.method.eval_mode():
+                return self.method.generate(latents).float()
 
     def run_evaluation(self) -> None:
         if self.evaluate is None:
             return
-        values = self.evaluate(self.method, self.step)
+        with self._own_randomness():
+            values = self.evaluate(self.method, self.step)
         if values:
             self.evaluations.append({"step": self.step, **values})
+
+    def _own_randomness(self):
+        """Grids and evaluations leave the global RNGs as they found them (Pix2Pix's test-time dropout draws from
+        them), so how often a trial is looked at never changes how it trains."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        return torch.random.fork_rng(devices=devices)
 
     def run(self, stop_after: int | None = None, progress: Progress | None = None,
             should_stop: Callable[[], bool] | None = None) -> TrainResult:

@@ -45,8 +45,42 @@ class ImageSet:
         return ImageSet(self.images.to(device), labels, self.classes)
 
 
-# (data_root, split, resolution, **options) -> ImageSet at `resolution`, values in [-1, 1], on the CPU.
-Loader = Callable[..., ImageSet]
+@dataclass
+class PairSet:
+    """Two image domains for translation, each (N, C, H, W) float32 in [-1, 1]: `a` and `b`. Paired when a[i] and
+    b[i] are one example (Pix2Pix's data); unpaired domains may hold different counts (CycleGAN's)."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    paired: bool
+    labels = None  # no classes: the interface of ImageSet where translation code meets generation code
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        return self.a.shape[1]
+
+    @property
+    def resolution(self) -> int:
+        return self.a.shape[-1]
+
+    @property
+    def n_classes(self) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        """An epoch of translation is one pass over the larger domain (Zhu et al. 2017's data loader)."""
+        return max(self.a.shape[0], self.b.shape[0])
+
+    def domain(self, name: str) -> torch.Tensor:
+        return self.a if name == "a" else self.b
+
+    def to(self, device: torch.device | str) -> PairSet:
+        return PairSet(self.a.to(device), self.b.to(device), self.paired)
+
+
+# (data_root, split, resolution, **options) -> ImageSet (or PairSet) at `resolution`, in [-1, 1], on the CPU.
+Loader = Callable[..., ImageSet | PairSet]
 
 
 @dataclass(frozen=True)
@@ -87,7 +121,7 @@ def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 def load_dataset(name: str, resolution: int, split: str = "train", data_root: Path | None = None,
-                 **options) -> ImageSet:
+                 **options) -> ImageSet | PairSet:
     """Load a registered dataset at `resolution` (square), images in [-1, 1], on the CPU.
 
     `options` are the dataset's own settings from the suite (e.g. `path` for `folder`).
@@ -99,6 +133,8 @@ def load_dataset(name: str, resolution: int, split: str = "train", data_root: Pa
         raise BenchError(f"dataset '{name}' has no split '{split}'; it has: {', '.join(entry.splits)}")
     root = Path(data_root) if data_root is not None else default_data_root()
     data = entry.load(root, split, resolution, **options)
+    if isinstance(data, PairSet):
+        return PairSet(resize(data.a, resolution), resize(data.b, resolution), data.paired)
     return ImageSet(resize(data.images, resolution), data.labels, data.classes)
 
 
@@ -108,4 +144,4 @@ def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 # Sources register themselves on import.
-from bench.data import digits, folder, lego, torchvision_sets  # noqa: E402,F401
+from bench.data import digits, folder, lego, pairs, torchvision_sets  # noqa: E402,F401

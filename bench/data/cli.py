@@ -86,21 +86,33 @@ def info(
 
 
 DOWNLOADABLE = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+# The public archives of Zhu et al. (CycleGAN: trainA/ trainB/ testA/ testB/, an `unpaired` dataset) and Isola et al.
+# (Pix2Pix: train/ val/ test/ of A|B images, a `paired` dataset), as their download scripts fetch them.
+CYCLEGAN = ("apple2orange", "summer2winter_yosemite", "horse2zebra", "monet2photo", "cezanne2photo", "ukiyoe2photo",
+            "vangogh2photo", "maps", "cityscapes", "facades", "iphone2dslr_flower")
+PIX2PIX = ("cityscapes", "night2day", "edges2handbags", "edges2shoes", "facades", "maps")
+ARCHIVES = {**{name: f"https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip" for name in CYCLEGAN},
+            **{f"pix2pix-{name}": f"https://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
+               for name in PIX2PIX}}
 
 
 @app.command()
 def download(
-    name: str = typer.Argument(..., help=f"One of: {', '.join(DOWNLOADABLE)}."),
+    name: str = typer.Argument(..., help=f"One of: {', '.join([*DOWNLOADABLE, *ARCHIVES])}."),
     data_root: Path | None = typer.Option(None, help="Data root (default: $BENCH_DATA or ./data)."),
 ) -> None:
-    """Fetch a torchvision dataset into the data root (needs internet; training never downloads)."""
-    if name not in DOWNLOADABLE:
-        raise BenchError(f"cannot download '{name}': downloadable datasets are {', '.join(DOWNLOADABLE)}")
-    import torchvision
-
+    """Fetch a dataset into the data root (needs internet; training never downloads)."""
     from bench.data import default_data_root
 
     root = data_root if data_root is not None else default_data_root()
+    if name in ARCHIVES:
+        _fetch_archive(name, ARCHIVES[name], root)
+        return
+    if name not in DOWNLOADABLE:
+        raise BenchError(f"cannot download '{name}': downloadable datasets are "
+                         f"{', '.join([*DOWNLOADABLE, *ARCHIVES])}")
+    import torchvision
+
     source = getattr(torchvision.datasets, DOWNLOADABLE[name])
     try:
         for train in (True, False):
@@ -110,3 +122,30 @@ def download(
                          f"{str(err).splitlines()[0] if str(err) else 'no detail'}); check the network, or copy "
                          "torchvision's files there by hand") from None
     typer.echo(f"downloaded {name} into {root}")
+
+
+def _fetch_archive(name: str, url: str, root: Path) -> None:
+    """Download and unpack a CycleGAN / Pix2Pix archive into <root>/<its folder>."""
+    import shutil
+    import tempfile
+    import urllib.request
+
+    folder = root / name.removeprefix("pix2pix-")
+    kind = "paired" if name.startswith("pix2pix-") else "unpaired"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root) as tmp:
+            archive = Path(tmp) / url.rsplit("/", 1)[1]
+            typer.echo(f"downloading {url}")
+            with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as f:
+                shutil.copyfileobj(response, f)
+            shutil.unpack_archive(str(archive), tmp)
+            unpacked = next(p for p in Path(tmp).iterdir() if p.is_dir())
+            if folder.exists():
+                shutil.rmtree(folder)
+            shutil.move(str(unpacked), folder)
+    except (OSError, shutil.ReadError, StopIteration) as err:
+        raise BenchError(f"could not download '{name}' from {url} ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else 'no detail'}); check the network, or unpack "
+                         f"the archive into {folder} by hand") from None
+    typer.echo(f"downloaded {name} into {folder}: use {{name: {kind}, path: {folder}}} in a suite")

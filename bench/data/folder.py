@@ -42,7 +42,7 @@ def read_image(path: Path, resolution: int, mode: str):
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def load_image_folder(folder: Path, resolution: int, name: str = "folder") -> ImageSet:
+def load_image_folder(folder: Path, resolution: int, name: str = "folder", mode: str | None = None) -> ImageSet:
     if not folder.is_dir():
         raise DatasetNotFound(f"dataset '{name}': folder {folder} does not exist; point `path` at a folder of images")
     files = list_images(folder)
@@ -50,7 +50,7 @@ def load_image_folder(folder: Path, resolution: int, name: str = "folder") -> Im
         raise DatasetNotFound(f"dataset '{name}': no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
     class_dirs = sorted({p.relative_to(folder).parts[0] for p in files if len(p.relative_to(folder).parts) > 1})
     labelled = bool(class_dirs) and all(len(p.relative_to(folder).parts) > 1 for p in files)
-    mode = "L" if _all_grey(files) else "RGB"
+    mode = mode or ("L" if all_grey(files) else "RGB")
     arrays, labels = [], []
     for path in files:
         arr = read_image(path, resolution, mode)
@@ -66,7 +66,7 @@ def load_image_folder(folder: Path, resolution: int, name: str = "folder") -> Im
     return ImageSet(resize(x, resolution), y, class_dirs if labelled else [])
 
 
-def _all_grey(files: list[Path]) -> bool:
+def all_grey(files: list[Path]) -> bool:
     # a sample decides; decoding every header twice is not worth it. Unreadable files do not vote.
     return all(grey is not False for grey in map(is_grey, files[:64]))
 

@@ -71,6 +71,7 @@ class DataShape:
     n_classes: int = 0
     class_weights: torch.Tensor | None = None  # class frequencies of the training data (labels for sampling)
     classes: tuple[str, ...] = ()  # class names, for `bench sample --label NAME` and file names
+    pairs: str | None = None  # "paired" or "unpaired" for two-domain (translation) data, None for images
 
 
 @dataclass
@@ -93,10 +94,14 @@ class Method:
     description: ClassVar[str]
     Hyper: ClassVar[type[Hyper]] = Hyper
     needs_labels: ClassVar[bool] = False  # a conditional method refuses unlabelled data
+    task: ClassVar[str] = "generation"  # or "translation" (bench/methods/translation.py)
     eval_network: ClassVar[str] = "generator"  # the network samples and metrics come from (e.g. an EMA copy)
 
     def __init__(self, hp: Hyper, shape: DataShape):
         self.hp, self.shape = hp, shape
+        if self.task == "generation" and shape.pairs is not None:
+            raise BenchError(f"method '{self.name}' generates images from noise; the dataset holds pairs of domains "
+                             "(for cyclegan or pix2pix): give it a dataset of images")
         if self.uses_labels() and shape.n_classes < 2:
             raise BenchError(f"method '{self.name}' is conditional and needs a labelled dataset (class subfolders)")
         self.device = torch.device("cpu")
@@ -231,9 +236,11 @@ def get_method(name: str) -> type[Method]:
 # Methods register themselves on import.
 from bench.methods import (  # noqa: E402,F401
     conditional,
+    cyclegan,
     dcgan,
     infogan,
     lsgan,
+    pix2pix,
     stylegan,
     vanilla,
     wgan,

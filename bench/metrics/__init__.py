@@ -36,6 +36,7 @@ class Reference:
     options: dict = field(default_factory=dict)  # dataset options, e.g. {"path": ...} for the folder source
     data_root: Path | None = None
     label: int | None = None  # only the images of this class (intra-FID)
+    domain: str | None = None  # "a" or "b": one domain of a translation dataset
 
 
 @dataclass

@@ -38,6 +38,7 @@ def describe(reference: Reference) -> str:
     `stats:<abs path>`."""
     if kind(reference) == "dataset":
         only = f"[class {reference.label}]" if reference.label is not None else ""
+        only += f"[{reference.domain}]" if reference.domain else ""
         return f"{reference.dataset}:{reference.split}{only}"
     prefix, path = reference.dataset.split(":", 1)
     return f"{prefix}:{Path(path).expanduser().resolve()}"
@@ -115,6 +116,8 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
     fields = {**meta, "n": reference.n, "options": options}
     if reference.label is not None:
         fields["label"] = reference.label
+    if reference.domain is not None:
+        fields["domain"] = reference.domain
     if kind(reference) == "folder":
         folder = Path(reference.dataset.split(":", 1)[1])
         files = folder_files(folder, reference.n)
@@ -127,13 +130,15 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
         label = f"{reference.dataset}-{reference.split}-{reference.resolution}px-{reference.n or 'all'}-{mode}"
         if reference.label is not None:
             label += f"-class{reference.label}"
+        if reference.domain is not None:
+            label += f"-{reference.domain}"
 
         def compute() -> ReferenceStats:
             from bench.data import load_dataset
 
             data = load_dataset(reference.dataset, reference.resolution, reference.split, reference.data_root,
                                 **reference.options)
-            images = data.images
+            images = data.domain(reference.domain or "b") if hasattr(data, "domain") else data.images
             if reference.label is not None:
                 if data.labels is None:
                     raise BenchError(f"{describe(reference)}: the dataset has no labels")

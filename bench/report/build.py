@@ -14,6 +14,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.report import display as D
 from bench.report import plots, render, tables
+from bench.report import translation as T
 from bench.report.records import curve_table, fetch_artifact, load_records, tidy_table
 from bench.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 
@@ -44,8 +45,10 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
                          f"suites/{suite}.yaml` first")
     tidy = tidy_table(records)
     curves = curve_table(records)
-    trials = tables.trials_table(tidy, records.param_columns)
-    test = tables.suite_test(trials)
+    everything = tables.trials_table(tidy, records.param_columns)
+    translating = T.is_translation(everything)
+    trials, translation = everything[~translating], everything[translating]  # noise-to-image, image-to-image
+    test = tables.suite_test(everything)
     final = tables.cell_summaries(trials, "fid_final")
     best = tables.cell_summaries(trials, "fid_best", step_metric="fid_best_step")
     kid = _optional(trials, "kid_final")
@@ -53,12 +56,12 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
     if intra is not None:  # methods without labels have no intra-FID: rows for them would say nothing
         intra = intra[intra["n"] > 0].reset_index(drop=True)
     significance = tables.significance_table(trials, final, "fid_final", test)
-    failures = tables.failures_table(trials)
-    protocol = tables.protocol_table(trials)
+    failures = tables.failures_table(trials, translation)
+    protocol = tables.protocol_table(everything)
     tuning = tables.tuning_table(trials, records.param_columns)
     budget = tables.budget_table(trials)
 
-    csv = {"tidy": tidy, "curves": curves, "trials": trials, "fid_final": final, "fid_best": best,
+    csv = {"tidy": tidy, "curves": curves, "trials": everything, "fid_final": final, "fid_best": best,
            "significance": significance, "failures": failures, "protocol": protocol}
     if kid is not None:
         csv["kid_final"] = kid
@@ -67,19 +70,25 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
     if len(tuning):
         csv.update(tuning=tuning, budget=budget)
 
-    warnings = tables.evaluation_warnings(trials)
+    warnings = tables.evaluation_warnings(everything)
     displays = _displays(final, best, kid, intra, significance, failures, protocol, warnings, tuning, test)
     _claim(out, formats)  # only now: a suite that cannot be reported leaves the folder as it was
+    pictures = bool({"html", "md"} & set(formats))
     figures = []
-    if {"html", "md"} & set(formats):
-        figures = _figures(records, tidy, curves, trials, final, budget, out)
+    if len(translation):
+        shown, translation_figures, translation_csv = T.section(translation, out, pictures)
+        displays.update(shown)
+        csv.update(translation_csv)
+        figures += translation_figures
+    if pictures:
+        figures += _figures(records, tidy, curves, trials, everything, final, budget, out)
 
     written = [out / f.file for f in figures]
     if "csv" in formats:
         for name, table in csv.items():
             render.write_csv(table, out / "tables" / f"{name}.csv")
             written.append(out / "tables" / f"{name}.csv")
-        for key in ("headline", "best", "kid", "intra"):  # the study's layout, as formatted text
+        for key in ("headline", "best", "kid", "intra", "translation"):  # the study's layout, as formatted text
             if key in displays:
                 path = out / "tables" / f"{displays[key].name}.csv"
                 render.write_csv(render.display_frame(displays[key]), path)
@@ -91,8 +100,9 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
             path.write_text(render.to_tex(shown), encoding="utf-8")
             written.append(path)
     title = f"bench report: {suite}"
-    csv_names = [*csv, *(displays[k].name for k in ("headline", "best", "kid", "intra") if k in displays)]
-    blocks = _page(suite, trials, displays, figures, csv_names if "csv" in formats else [])
+    csv_names = [*csv, *(displays[k].name for k in ("headline", "best", "kid", "intra", "translation")
+                         if k in displays)]
+    blocks = _page(suite, everything, displays, figures, csv_names if "csv" in formats else [])
     if "html" in formats:
         (out / "index.html").write_text(render.to_html(title, blocks), encoding="utf-8")
         written.append(out / "index.html")
@@ -207,8 +217,9 @@ def _best_notes() -> list[str]:
             "its final 200k)."]
 
 
-def _figures(records, tidy, curves, trials, final, budget, out: Path) -> list[plots.Figure]:
-    seeded = trials[trials["study"].isna()]
+def _figures(records, tidy, curves, trials, everything, final, budget, out: Path) -> list[plots.Figure]:
+    """`trials`: the noise-to-image ones (FID figures); `everything`: with translation (curves and grids)."""
+    seeded = everything[everything["study"].isna()]
     datasets = sorted(seeded["dataset"].unique())
     figures = []
     if len(final):
@@ -216,14 +227,14 @@ def _figures(records, tidy, curves, trials, final, budget, out: Path) -> list[pl
         figures.append(plots.fid_vs_step(tidy, trials, out))
     for dataset in datasets:
         if ((curves["dataset"] == dataset) & curves["study"].isna()).any():
-            figures.append(plots.loss_curves(curves, trials, dataset, out))
+            figures.append(plots.loss_curves(curves, everything, dataset, out))
     with tempfile.TemporaryDirectory() as tmp:
         def fetch(run_id: str, path: str) -> Path | None:
             return fetch_artifact(records.tracking_uri, run_id, path, Path(tmp) / run_id / path)
 
         for dataset in datasets:
             if ((seeded["dataset"] == dataset) & (seeded["outcome"] == "finished")).any():
-                figures.append(plots.sample_grids(trials, dataset, fetch, out))
+                figures.append(plots.sample_grids(everything, dataset, fetch, out))
     if len(budget):
         figures.append(plots.budget_plot(budget, out))
     return figures
@@ -256,6 +267,8 @@ def _page(suite, trials, displays, figures, csv_names) -> list[render.Block]:
                 ("Best FID over training", ["best"], ["fid_vs_step"]),
                 ("KID", ["kid"], []),
                 ("Intra-FID: does a conditional model follow its labels?", ["intra"], []),
+                ("Translation: between doing nothing and real against real", ["translation", "baselines",
+                                                                                 "paired"], ["translation_fid"]),
                 ("Training curves", [], sorted(k for k in by_file if k.startswith("losses_"))),
                 ("Samples", [], sorted(k for k in by_file if k.startswith("samples_"))),
                 ("Tuning", ["tuning"], ["budget"]),
@@ -277,7 +290,9 @@ def _page(suite, trials, displays, figures, csv_names) -> list[render.Block]:
                 blocks.append(item)
         blocks.extend(pictures)
     if "headline" not in displays:
-        blocks.insert(3, render.Paragraph("This suite holds only tuning trials: see Tuning."))
+        what = "translation" if "translation" in displays else "tuning"
+        blocks.insert(3, render.Paragraph(f"This suite holds only {what} trials: see "
+                                          f"{'Translation' if what == 'translation' else 'Tuning'}."))
     if csv_names:
         blocks.append(render.Heading("Data"))
         blocks.append(render.Paragraph("tables/tidy.csv is the tidy table every other table is derived from: "

@@ -219,10 +219,16 @@ def sample_grids(trials: pd.DataFrame, dataset: str, fetch: Callable[[str, str],
         for ax in axes.flat[len(shown):]:
             ax.set_visible(False)
         _save(fig, out / file)
+    from bench.report.translation import is_translation
+
     caption = (f"Final samples on {dataset}, one grid per method (from its lowest finished seed). Every grid "
                f"comes from the same latent batch, fixed per (suite, dataset), so the grids compare by eye. "
                "Conditional methods show one row per class (the same 8 latents in every row: a row differs from "
                "the next only by its label); InfoGAN one row per value of its categorical code.")
+    if len(part) and is_translation(part).all():
+        caption = (f"Final translations on {dataset}, one grid per method (from its lowest finished seed), of the "
+                   "same fixed test inputs, so the grids compare by eye: CycleGAN rows are input, translation, "
+                   "reconstruction for A→B, then the same for B→A; Pix2Pix rows are input, output, target.")
     return Figure(file, f"Samples on {dataset}", caption)
 
 

@@ -17,8 +17,12 @@ from bench.errors import BenchError
 from bench.report import stats
 from bench.report.records import IDENTITY_COLUMNS
 
-SUMMARY_METRICS = ("fid_final", "fid_best", "fid_best_step", "kid_final", "intra_fid_final")
-OPTIONAL_METRICS = ("kid_final", "intra_fid_final")  # a column only when some trial logged it
+TRANSLATION_METRICS = ("fid_a2b_final", "fid_b2a_final", "kid_a2b_final", "kid_b2a_final", "l1_a2b_final",
+                       "psnr_a2b_final", "ssim_a2b_final", "baseline_fid_a_vs_a", "baseline_fid_b_vs_b",
+                       "baseline_fid_a_vs_b")
+SUMMARY_METRICS = ("fid_final", "fid_best", "fid_best_step", "kid_final", "intra_fid_final", *TRANSLATION_METRICS)
+# a column only when some trial logged it
+OPTIONAL_METRICS = ("kid_final", "intra_fid_final", *TRANSLATION_METRICS)
 # Params that never tell two configurations apart (they do not change a trial's numbers).
 NOT_HYPERPARAMETERS = ("device", "report.test")
 
@@ -198,11 +202,19 @@ def suite_test(trials: pd.DataFrame) -> str:
     return asked[0] if asked else "mannwhitney"
 
 
-def failures_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Every trial that did not give a final FID: failed, incomplete, or finished without the metric."""
-    missing = (trials["outcome"] == "finished") & trials["fid_final"].isna()
-    bad = trials[((trials["outcome"] != "finished") & (trials["outcome"] != "pruned")) | missing].copy()
-    bad["problem"] = np.where(bad["outcome"] == "finished", "fid_final not logged", bad["outcome"])
+def failures_table(trials: pd.DataFrame, translation: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every trial that did not give a final FID: failed, incomplete, or finished without the metric (for
+    translation trials, the A->B FID)."""
+    parts = []
+    for group, metric in ((trials, "fid_final"), (translation, "fid_a2b_final")):
+        if group is None or group.empty:
+            continue
+        values = group[metric] if metric in group else pd.Series(np.nan, index=group.index)
+        missing = (group["outcome"] == "finished") & values.isna()
+        bad = group[((group["outcome"] != "finished") & (group["outcome"] != "pruned")) | missing].copy()
+        bad["problem"] = np.where(bad["outcome"] == "finished", f"{metric} not logged", bad["outcome"])
+        parts.append(bad)
+    bad = pd.concat(parts) if parts else trials.iloc[:0].assign(problem=pd.Series(dtype=str))
     columns = ["row", "dataset", "seed", "study", "tune_trial", "status", "problem", "failure_step",
                "failure_reason", "last_eval_step", "run_name"]
     return bad[columns].sort_values(["dataset", "row", "seed", "study", "tune_trial", "run_name"],

@@ -17,7 +17,6 @@ common choices. Every parameter is checked against the method's own schema befor
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,8 +119,7 @@ def check_takes(method: str, hyper: type, name: str, dist: Distribution, where: 
         raise BenchError(f"{where}.{name}: '{name}' takes one of a fixed set of values; use {{choice: [...]}}")
     if annotation == "<class 'int'>" and dist.kind in ("uniform", "log_uniform"):
         raise BenchError(f"{where}.{name}: '{name}' is an integer; use {{int: [low, high]}} or {{choice: [...]}}")
-    probes = dist.values if dist.kind == "choice" else dist.values
-    for value in probes:
+    for value in dist.values:  # the choices, or both ends of a range
         try:
             hyper(**{name: value})
         except ValidationError as err:
@@ -139,6 +137,3 @@ def describe(space: dict[str, Distribution]) -> str:
 
     return ", ".join(f"{name} {show(d)}" for name, d in sorted(space.items()))
 
-
-def is_log(d: Distribution) -> bool:
-    return d.kind == "log_uniform" and math.isfinite(d.values[0])
