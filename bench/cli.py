@@ -111,6 +111,17 @@ def perf_train(
     measure(method, resolution, batch_size, steps, warmup, repeats, device, width, say=typer.echo)
 
 
+@perf_app.command("suite")
+def perf_suite(
+    trials: int = 8, steps: int = 200, resolution: int = 32, batch_size: int = 64, width: int = 32,
+    parallel: int = 2, per_gpu: int = 4, device: str = "auto",
+) -> None:
+    """Trials/hour of an 8-trial suite: sequential vs --parallel (vs --per-gpu on a GPU)."""
+    from bench.perf import perf_suite as measure
+
+    measure(trials, steps, resolution, batch_size, width, parallel, per_gpu, device, say=typer.echo)
+
+
 def _mount_extensions() -> None:
     from bench.data.cli import app as data_app
     from bench.metrics.cli import fid_command

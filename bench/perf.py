@@ -7,6 +7,7 @@ Imports only torch (and bench's torch-only modules), so it runs on a GPU box tha
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -122,3 +123,50 @@ def perf_train(method: str, resolution: int, batch_size: int, steps: int, warmup
     else:
         say("  (the plain reference loop is DCGAN's; pass --method dcgan for the side-by-side ratio)")
     return result
+
+
+def perf_suite(trials: int, steps: int, resolution: int, batch_size: int, width: int, parallel: int,
+               per_gpu: int, device_name: str, say: Callable[[str], None] = print) -> list[dict]:
+    """Trials/hour of one suite of DCGAN trials on the synthetic dataset: sequential (the local executor), then
+    `--parallel`, then (on a GPU) `--per-gpu`, each from an empty runs folder, without MLflow."""
+    import tempfile
+    from pathlib import Path
+
+    from bench.progress import Console
+    from bench.runner import Placement, RunOptions, run_trials
+    from bench.suite import Suite, expand
+
+    device = resolve_device(device_name)
+    spec = Suite.model_validate({
+        "name": "perf-suite", "methods": [{"dcgan": {"width": width}}], "datasets": ["synthetic"],
+        "seeds": trials, "resolution": resolution, "batch_size": batch_size, "budget": {"steps": steps},
+        "eval": {"metrics": []}, "log": {"every": 50, "samples_every": 10**9, "checkpoint_every": 10**9},
+        "device": str(device)})
+    suite = expand(spec)
+    modes = [("sequential", Placement("local"))]
+    if device.type == "cuda":
+        gpus = torch.cuda.device_count()
+        modes.append((f"--parallel {gpus}", Placement("parallel", gpus, 1)))
+        modes.append((f"--parallel {gpus * per_gpu} --per-gpu {per_gpu}",
+                      Placement("parallel", gpus * per_gpu, per_gpu)))
+    else:
+        modes.append((f"--parallel {parallel}", Placement("parallel", parallel, 1)))
+    say(f"bench perf suite: {trials} dcgan trials x {steps} steps, {resolution} px, batch {batch_size}, width "
+        f"{width}, device {device}, {len(os.sched_getaffinity(0))} CPU cores")
+    rows = []
+    quiet = Console(live=False, milestones=False)
+    for name, placement in modes:
+        with tempfile.TemporaryDirectory() as tmp:
+            options = RunOptions(runs_root=Path(tmp), tracking_uri=None)
+            start = time.perf_counter()
+            result = run_trials(suite, options, say=lambda line: None, console=quiet, placement=placement)
+            wall = time.perf_counter() - start
+        if result.counts["finished"] != trials:
+            raise RuntimeError(f"{name}: {result.counts['finished']} of {trials} trials finished: {result.failed}")
+        rows.append({"mode": name, "wall_s": wall, "trials_per_hour": trials * 3600 / wall})
+    base = rows[0]["trials_per_hour"]
+    say(f"  {'mode':<28} {'wall':>9} {'trials/hour':>12} {'vs sequential':>14}")
+    for row in rows:
+        say(f"  {row['mode']:<28} {row['wall_s']:8.1f}s {row['trials_per_hour']:12.1f} "
+            f"{row['trials_per_hour'] / base:13.2f}x")
+    return rows

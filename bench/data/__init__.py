@@ -144,4 +144,4 @@ def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 # Sources register themselves on import.
-from bench.data import digits, folder, lego, pairs, torchvision_sets  # noqa: E402,F401
+from bench.data import digits, folder, lego, pairs, synthetic, torchvision_sets  # noqa: E402,F401

@@ -1,0 +1,171 @@
+"""Executors: `--parallel N` worker processes and Ray tasks run the same `run_trial` as the local executor, so a
+trial's records do not depend on who ran it; a worker that dies fails only its trial, which the next run resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_bench
+
+SUITE = """
+name: ex
+methods: [{{dcgan: {{width: 8}}}}]
+datasets: [digits]
+seeds: {seeds}
+resolution: 16
+batch_size: 32
+budget: {{steps: {steps}}}
+eval: {{metrics: []}}
+log: {{every: 10, samples_every: 1000000, checkpoint_every: {checkpoint}}}
+device: cpu
+"""
+
+
+def write_suite(folder: Path, seeds: int, steps: int, checkpoint: int = 1000) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ex.yaml"
+    path.write_text(SUITE.format(seeds=seeds, steps=steps, checkpoint=checkpoint))
+    return path
+
+
+def statuses(folder: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in (folder / "runs" / "ex").glob("*/status.json")}
+
+
+def mlflow_runs(folder: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ex")
+    return client.search_runs([experiment.experiment_id])
+
+
+def test_parallel_trains_trials_at_once_each_once_with_the_local_executors_numbers(tmp_path):
+    write_suite(tmp_path / "local", seeds=2, steps=60)
+    write_suite(tmp_path / "par", seeds=2, steps=60)
+    local = run_bench("run", "ex.yaml", "--threads", "1", cwd=tmp_path / "local")
+    par = run_bench("run", "ex.yaml", "--parallel", "2", cwd=tmp_path / "par")
+    assert local.returncode == 0 and par.returncode == 0, par.stdout + par.stderr
+    keys = statuses(tmp_path / "par")
+    assert len(keys) == 2
+    for key in keys:  # each trial started once, ended once
+        assert par.stdout.count(f"{key} dcgan digits") == 2, par.stdout
+    assert "parallel: 2/2 done" in par.stdout
+    # --parallel 2 on 2 cores gives each worker 1 thread: the same numbers as the local executor with --threads 1
+    assert {k: s["losses"] for k, s in keys.items()} == \
+        {k: s["losses"] for k, s in statuses(tmp_path / "local").items()}
+    runs = mlflow_runs(tmp_path / "par")
+    assert sorted(r.data.tags["bench.status"] for r in runs) == ["finished", "finished"]
+    a, b = runs
+    assert a.info.start_time < b.info.end_time and b.info.start_time < a.info.end_time  # the two overlapped
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """The multiprocessing workers (spawned interpreters) whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_worker_fails_only_its_trial_which_the_next_run_resumes(tmp_path):
+    suite = write_suite(tmp_path, seeds=3, steps=400, checkpoint=20)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", suite.name, "--parallel", "2"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(list((tmp_path / "runs" / "ex").glob("*/checkpoint.pt"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)  # both workers' trials have a checkpoint: whichever is killed has one to resume from
+    workers = _spawned_children(proc.pid)
+    assert workers, "no worker process found"
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out + err
+    assert out.count(": FAILED: its worker process died (signal 9)") == 2, out  # as it happens, and in the summary
+    assert "2 trained, 0 already finished, 1 FAILED" in out
+    assert "Traceback" not in out + err
+    done = statuses(tmp_path)
+    assert sorted(s["status"] for s in done.values()) == ["finished", "finished"]  # the third: only a checkpoint
+
+    again = run_bench("run", suite.name, "--parallel", "2", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("resuming on cpu") == 1 and again.stdout.count("already finished, skipped") == 2
+    assert sorted(s["status"] for s in statuses(tmp_path).values()) == ["finished"] * 3
+    runs = mlflow_runs(tmp_path)
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)  # the killed run was re-opened
+
+
+def test_executor_mistakes_are_one_line_exit_2(tmp_path):
+    write_suite(tmp_path, seeds=1, steps=5)
+    for args, expected in ((["--parallel", "0"], "--parallel 0 --per-gpu 1: give the number"),
+                           (["--executor", "spark"], "--executor spark: unknown")):
+        result = run_bench("run", "ex.yaml", *args, cwd=tmp_path)
+        assert result.returncode == 2 and expected in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def need_ray():
+    """Ray is an optional extra; CI installs it and sets BENCH_REQUIRE_RAY so these tests run there."""
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # as bench/ray_executor.py, before the import
+    if os.environ.get("BENCH_REQUIRE_RAY"):
+        import ray
+    else:
+        ray = pytest.importorskip("ray", reason="Ray is an optional extra: uv sync --extra ray")
+    return ray
+
+
+def test_ray_refuses_a_local_store_for_a_remote_cluster(tmp_path):
+    need_ray()
+    write_suite(tmp_path, seeds=1, steps=5)
+    result = run_bench("run", "ex.yaml", "--executor", "ray", "--address", "10.1.2.3:6379", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "cannot write to the tracking store 'sqlite:///mlflow.db'" in result.stderr
+    assert "--tracking-uri http://" in result.stderr
+
+
+def test_ray_tasks_give_the_local_executors_records(tmp_path):
+    from bench.runner import Placement, RunOptions, run_trials
+    from bench.suite import expand, load_suite
+
+    ray = need_ray()
+
+    write_suite(tmp_path / "local", seeds=2, steps=40)
+    local = run_bench("run", "ex.yaml", "--threads", "1", cwd=tmp_path / "local")
+    assert local.returncode == 0, local.stderr
+
+    write_suite(tmp_path / "ray", seeds=2, steps=40)
+    trials = expand(load_suite(tmp_path / "ray" / "ex.yaml"))
+    options = RunOptions(runs_root=tmp_path / "ray" / "runs",
+                         tracking_uri=f"sqlite:///{tmp_path / 'ray' / 'mlflow.db'}")
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        result = run_trials(trials, options, placement=Placement("ray"))
+    finally:
+        ray.shutdown()
+    assert result.exit_code == 0 and result.counts["finished"] == 2
+    assert {k: s["losses"] for k, s in statuses(tmp_path / "ray").items()} == \
+        {k: s["losses"] for k, s in statuses(tmp_path / "local").items()}
+    for folder in ("local", "ray"):
+        runs = sorted(mlflow_runs(tmp_path / folder), key=lambda r: r.data.tags["bench.trial_key"])
+        assert [r.data.tags["bench.status"] for r in runs] == ["finished", "finished"]
+    ours, theirs = (sorted(mlflow_runs(tmp_path / f), key=lambda r: r.data.tags["bench.trial_key"])
+                    for f in ("ray", "local"))
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.data.metrics["loss_d"] == b.data.metrics["loss_d"] and a.data.params == b.data.params
