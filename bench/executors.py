@@ -53,7 +53,7 @@ def plan_slots(parallel: int, per_gpu: int, device: str | None, trials: list[Tri
     return [Slot(None, max(1, cores // parallel)) for _ in range(parallel)]
 
 
-def _slot_device(slot: Slot, trial: Trial, override: str | None) -> str | None:
+def slot_device(slot: Slot, trial: Trial, override: str | None) -> str | None:
     """A GPU slot places a trial that trains on CUDA (without a GPU index of its own) on the slot's GPU."""
     name = override or trial.device
     if slot.device is not None and name in ("cuda", "auto"):
@@ -74,7 +74,7 @@ def _worker(conn: Connection, slot: Slot, options) -> None:
     with ctrl_c_stops_training(quiet=True) as stop_requested:
         while (job := conn.recv()) is not None:
             index, trial, prefix, wait_for_lock = job
-            opts = replace(options, device=_slot_device(slot, trial, options.device),
+            opts = replace(options, device=slot_device(slot, trial, options.device),
                            threads=options.threads or slot.threads)
             try:
                 outcome = run_trial(trial, opts, data, console, console.say, prefix, stop_requested,
@@ -104,6 +104,7 @@ class ParallelExecutor:
     def __init__(self, slots: list[Slot], options, console: Console):
         self.slots, self.options, self.console = slots, options, console
         self.context = mp.get_context("spawn")  # a clean interpreter: no CUDA state or locks from this one
+        self._said = 0  # trials done when the summary was last printed (logs print it once per trial)
 
     def _start(self, slot: Slot) -> _Worker:
         parent, child = self.context.Pipe()
@@ -113,8 +114,6 @@ class ParallelExecutor:
         return _Worker(process, parent, slot)
 
     def run(self, jobs: list[tuple[int, Trial, str]], on_outcome: Callable, stop_requested: Callable[[], bool]) -> None:
-        from bench.runner import Outcome
-
         queue = [(i, t, p, False) for i, t, p in jobs]
         deferred: list[tuple] = []
         workers = [self._start(slot) for slot in self.slots[:max(1, len(queue))]]
@@ -165,11 +164,8 @@ class ParallelExecutor:
                         worker.process.join(1)
                         code = worker.process.exitcode
                         why = (f"signal {-code}" if code is not None and code < 0 else f"exit code {code}")
-                        value = Outcome("failed", f"FAILED: its worker process died ({why}); the trial keeps its "
-                                        "last checkpoint and the next run resumes it", details={"worker_died": True})
-                        self.console.say(f"{prefix} {trial.key} {trial.label} {trial.dataset.name} "
-                                         f"seed={trial.seed}: {value.summary}")
-                        _mark_killed(trial, self.options)
+                        value = lost_worker(trial, prefix, f"its worker process died ({why})", self.options,
+                                            self.console)
                         workers[workers.index(worker)] = worker = self._start(worker.slot)
                     if value.status == "busy":
                         deferred.append((index, trial, prefix, True))
@@ -206,9 +202,21 @@ class ParallelExecutor:
             text += f", ETA {duration(eta)}"
         if self.console.live:
             self.console.status(text)
-        elif done != getattr(self, "_said", -1) and done:
+        elif done != self._said:
             self._said = done
             self.console.say(text)
+
+
+def lost_worker(trial: Trial, prefix: str, why: str, options, console: Console):
+    """The outcome of a trial whose worker died (any executor): failed for this run, said at once, its MLflow run
+    marked KILLED; its checkpoint stays, so the next run resumes it."""
+    from bench.runner import Outcome
+
+    outcome = Outcome("failed", f"FAILED: {why}; the trial keeps its last checkpoint and the next run resumes it",
+                      details={"worker_died": True})
+    console.say(f"{prefix} {trial.key} {trial.label} {trial.dataset.name} seed={trial.seed}: {outcome.summary}")
+    _mark_killed(trial, options)
+    return outcome
 
 
 def _mark_killed(trial: Trial, options) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from bench.errors import BenchError, Interrupted
+from bench.executors import Slot, lost_worker, slot_device
 from bench.progress import Console, duration
 from bench.suite import Trial
 
@@ -86,6 +87,7 @@ class RayExecutor:
         slots = int(resources.get("GPU", 0) * self.per_gpu) if self.on_cuda else int(resources.get("CPU", 1))
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_remote_trial)
         options = replace(self.options, threads=self.threads)
+        gpu_slot = Slot("cuda" if self.on_cuda else None, None)
         running: dict = {}
         queue = list(jobs)
         durations: list[float] = []
@@ -98,8 +100,7 @@ class RayExecutor:
                         ray.cancel(ref)  # a KeyboardInterrupt in the task: it checkpoints what it has
                 while queue:  # Ray queues tasks itself; submitting all at once lets it fill the cluster
                     index, trial, prefix = queue.pop(0)
-                    device = "cuda" if self.on_cuda and (options.device or trial.device) in ("cuda", "auto") \
-                        else options.device
+                    device = slot_device(gpu_slot, trial, options.device)  # Ray picks the GPU: it is cuda:0
                     running[task.remote(trial, options, prefix, device)] = (index, trial, prefix, time.perf_counter())
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
                 for ref in ready:
@@ -110,14 +111,8 @@ class RayExecutor:
                         outcome = Outcome("interrupted", "cancelled")
                     except ray.exceptions.RayError as err:  # the worker died (WorkerCrashedError, OOM, node lost)
                         reason = str(err).strip().splitlines()[0][:200]
-                        outcome = Outcome("failed", f"FAILED: its Ray worker died ({type(err).__name__}: {reason}); "
-                                          "the trial keeps its last checkpoint and the next run resumes it",
-                                          details={"worker_died": True})
-                        self.console.say(f"{prefix} {trial.key} {trial.label} {trial.dataset.name} "
-                                         f"seed={trial.seed}: {outcome.summary}")
-                        from bench.executors import _mark_killed
-
-                        _mark_killed(trial, self.options)
+                        outcome = lost_worker(trial, prefix, f"its Ray worker died ({type(err).__name__}: {reason})",
+                                              self.options, self.console)
                     if outcome.status == "interrupted":
                         interrupted.append(outcome.summary)
                         continue
