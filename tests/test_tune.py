@@ -162,7 +162,8 @@ def check_shared_study(folder: Path, storage, results, trials: int = 4) -> None:
     finished = [t for t in trials_ if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == trials  # exactly what was asked, whoever ran them
     assert len({t.number for t in trials_}) == len(trials_)  # every trial number once
-    assert all(t.user_attrs.get("surplus") for t in trials_ if t.state.name == "FAIL")  # only races gave way
+    assert all(t.user_attrs.get("surplus") or any(u.user_attrs.get("retry_of") == t.number for u in trials_)
+               for t in trials_ if t.state.name == "FAIL")  # only races gave way, or lost trials were retried
     assert all("training on cpu" in r.stdout for r in results)  # both workers contributed
     runs = [r for r in mlflow_runs(folder) if r.data.tags.get("bench.study") == "shared"]
     keys = [r.data.tags["bench.trial_key"] for r in runs]
@@ -171,12 +172,71 @@ def check_shared_study(folder: Path, storage, results, trials: int = 4) -> None:
 
 
 @pytest.mark.slow
-def test_two_workers_share_a_journal_file_study(tmp_path, cache):
-    results = two_workers(tmp_path, cache, "study.journal")
+def test_parallel_workers_share_a_journal_file_study_and_a_dead_one_is_replaced(tmp_path, cache):
+    """`--parallel 2`: two worker processes on one journal file; one is killed mid-trial: its trial is failed and
+    queued again, a new worker resumes it from its checkpoint, and the study still ends with exactly 3 finished."""
+    import signal
+    import time
+
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    check_shared_study(tmp_path, JournalStorage(JournalFileBackend(str(tmp_path / "study.journal"))), results)
+    suite = TINY.replace("budget: {steps: 20}", "budget: {steps: 300}").replace("every: 10, n_fake", "every: 300, "
+                                                                                  "n_fake")
+    (tmp_path / "tiny.yaml").write_text(suite)
+    command = [sys.executable, "-m", "bench", "tune", "dcgan", "--suite", "tiny.yaml", "--trials", "3", "--parallel",
+               "2", "--storage", "study.journal", "--study", "shared"]
+    env = {**os.environ, "BENCH_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "study.journal")))
+    victim, deadline = None, time.time() + 300
+    while victim is None and time.time() < deadline:
+        time.sleep(0.1)
+        if not (tmp_path / "study.journal").exists() or not list((tmp_path / "runs" / "tiny").glob("*/checkpoint.pt")):
+            continue
+        for t in study_of(storage, "shared").get_trials():
+            key = t.user_attrs.get("bench_key")
+            if t.state.name == "RUNNING" and key and (tmp_path / "runs" / "tiny" / key / "checkpoint.pt").exists():
+                victim = t
+                break
+    assert victim is not None
+    os.kill(int(victim.user_attrs["bench_worker"].rpartition(":")[2]), signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and "Traceback" not in out + err, out + err
+    assert "parallel: 2 tune workers on this machine" in out
+    assert f"{victim.user_attrs['bench_job']} died (signal 9)" in out
+    assert f"trial #{victim.number} lost its worker: queued again" in out and "resuming on cpu" in out
+    check_shared_study(tmp_path, storage, [subprocess.CompletedProcess(command, 0, out, err)], trials=3)
+    trials = study_of(storage, "shared").get_trials()
+    assert {t.user_attrs["bench_job"] for t in trials} == {"w1", "w2"}  # both workers proposed and trained
+    retry = next(t for t in trials if t.user_attrs.get("retry_of") == victim.number)
+    assert retry.params == victim.params and retry.state.name == "COMPLETE"
+    assert trials[victim.number].state.name == "FAIL"
+
+
+@pytest.mark.slow
+def test_ray_workers_run_the_same_trials_as_a_sequential_study(tmp_path, cache):
+    """`--executor ray` on a local Ray instance: the same proposals and the same FIDs as `bench tune` alone (at
+    equal --threads), records nested under the study's parent run."""
+    from tests.test_executors import need_ray
+
+    need_ray()
+    values = {}
+    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--parallel", "2", "--storage", "s.journal"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        done = tune(folder, cache, "dcgan", "--trials", "2", "--threads", "1", "--study", "same", *extra)
+        assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = (f"sqlite:///{folder}/optuna.db" if name == "local" else
+                   JournalStorage(JournalFileBackend(str(folder / "s.journal"))))
+        values[name] = sorted((t.number, t.params, t.value) for t in study_of(storage, "same").get_trials())
+        runs = [r for r in mlflow_runs(folder) if r.data.tags.get("bench.study") == "same"]
+        assert len(runs) == 2 and all(r.data.tags["bench.status"] == "finished" for r in runs)
+    assert "ray: 2 tune workers on the cluster at local" in done.stdout
+    assert values["ray"] == values["local"]
 
 
 def postgres_binaries() -> Path | None:
@@ -231,6 +291,11 @@ def test_two_workers_share_a_postgresql_study(tmp_path, cache, postgres):
     (["dcgan", "--trials", "2", "--storage", "postgresql+psycopg2://u@127.0.0.1:9/db"], "cannot open it"),
     (["dcgan", "--trials", "2", "--objective", "best"], "--objective best: use one of"),
     (["--trials", "2"], "name one method to tune"),
+    (["dcgan", "--trials", "2", "--parallel", "2"], "SQLite ('sqlite:///optuna.db') is one process's: give "
+                                                    "--storage FILE.journal"),
+    (["dcgan", "--trials", "2", "--executor", "ray", "--address", "10.1.2.3:6379", "--storage", "s.journal"],
+     "workers on other machines cannot open the study storage 's.journal'"),
+    (["dcgan", "--trials", "2", "--executor", "dask"], "--executor dask: unknown"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2_before_any_training(tmp_path, args, message):
     result = tune(tmp_path, tmp_path / "cache", *args)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from bench.errors import BenchError
+from bench.errors import BenchError, Interrupted
 
 # Without --suite, a study uses the quickstart's protocol: digits at 16 px, 25 epochs, FID and KID of 128 samples
 # against 512 training images, evaluated every 110 steps so the pruner has intermediate values to compare.
@@ -47,6 +48,15 @@ def tune_command(
     runs_dir: Annotated[Path, typer.Option(envvar="BENCH_RUNS", help="checkpoints and trial state")] = Path("runs"),
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI [env MLFLOW_TRACKING_URI, suite, "
                                                           "sqlite:///mlflow.db]")] = None,
+    parallel: Annotated[int | None, typer.Option(help="tune workers at once (processes here, or Ray tasks) "
+                                                      "[1; with --executor ray: the cluster's slots]")] = None,
+    per_gpu: Annotated[int, typer.Option(help="workers sharing one GPU")] = 1,
+    executor: Annotated[str | None, typer.Option(help="local | parallel | ray [local; parallel with --parallel "
+                                                      "N > 1; ray with --address]")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://host:10001); "
+                                                     "default: a local Ray instance")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per trial [all cores; N workers: "
+                                                          "cores / N]")] = None,
 ) -> None:
     """An Optuna search over one method's hyperparameters; every trial is a bench trial (same records, checkpoints
     and resume as `bench run`), pruned on its intermediate FID. Start the same command on several machines with a
@@ -63,6 +73,12 @@ def tune_command(
                                  (pruner, ("median", "hyperband", "none"), "--pruner")):
         if value is not None and value not in allowed:
             raise BenchError(f"{flag} {value}: use one of {', '.join(allowed)}")
+    if (parallel is not None and parallel < 1) or per_gpu < 1:
+        raise BenchError(f"--parallel {parallel} --per-gpu {per_gpu}: give the number of tune workers and how many "
+                         "share one GPU (each 1 or more)")
+    executor = executor or ("ray" if address else "parallel" if (parallel or 1) > 1 or per_gpu > 1 else "local")
+    if executor not in ("local", "parallel", "ray"):
+        raise BenchError(f"--executor {executor}: unknown; use local, parallel (--parallel N) or ray")
     if per_method == (method is not None):
         raise BenchError("name one method to tune (`bench tune wgan`), or give --per-method with --suite")
     base = load_suite(suite, set_) if suite else load_raw(
@@ -84,7 +100,8 @@ def tune_command(
         for settings in studies:
             _export(base, settings, optuna_storage, export, export_seeds)
         return
-    run_studies(base, studies, optuna_storage, shown, device, data_root, runs_dir, tracking_uri)
+    placement = Placement(executor, parallel, per_gpu, address, storage)
+    run_studies(base, studies, optuna_storage, shown, device, data_root, runs_dir, tracking_uri, threads, placement)
     if export is not None:
         for settings in studies:
             out = export if len(studies) == 1 else export.with_name(f"{export.stem}-{settings.label}{export.suffix}")
@@ -130,7 +147,19 @@ def _settings(base, spec, data, name, n, objective, pruner, seed):
                          pruner=pruner or base.tune.pruner, seed=seed, space=space)
 
 
-def run_studies(base, studies, optuna_storage, shown, device, data_root, runs_dir, tracking_uri) -> None:
+@dataclass
+class Placement:
+    """Where a study's workers run (bench/tune/workers.py): here, in `parallel` processes, or as Ray tasks."""
+
+    executor: str = "local"
+    parallel: int | None = None  # workers; None: 1 here, the cluster's slots on Ray
+    per_gpu: int = 1
+    address: str | None = None
+    storage: str | None = None  # the --storage text the workers open
+
+
+def run_studies(base, studies, optuna_storage, shown, device, data_root, runs_dir, tracking_uri, threads=None,
+                placement: Placement | None = None) -> None:
     from bench.progress import Console
     from bench.runner import RunOptions, prepare
     from bench.suite import make_trial
@@ -140,8 +169,13 @@ def run_studies(base, studies, optuna_storage, shown, device, data_root, runs_di
     from bench.tune.space import describe
     from bench.tune.study import Worker, counts, load_or_create, make_pruner, run_worker
 
+    placement = placement or Placement()
     uri = resolve_tracking_uri(tracking_uri, base.tracking_uri)
-    options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, tracking_uri=uri)
+    options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, tracking_uri=uri, threads=threads)
+    if placement.executor != "local":
+        from bench.tune.workers import check_shared_storage
+
+        check_shared_storage(placement.storage, placement.parallel or 2, placement.executor, placement.address, uri)
     console = Console()
     # everything checkable before training: the default trial of each study, the runs folder, the tracking store
     defaults = [make_trial(base, s.method, s.dataset, s.seed) for s in studies]
@@ -162,16 +196,21 @@ def run_studies(base, studies, optuna_storage, shown, device, data_root, runs_di
         console.say(f"study {settings.name} in {shown}: {settings.label} on {settings.dataset.name}, "
                     f"{settings.trials} trials, {settings.objective}, pruner {settings.pruner}; space: "
                     f"{describe(settings.space)}")
-        worker = Worker(base, settings, options, console, console.say, data, parent)
         start = time.perf_counter()
-        run_worker(worker, study)
+        if placement.executor == "local":
+            worker = Worker(base, settings, options, console, console.say, data, parent)
+            run_worker(worker, study)
+            trained, who = worker.trained, "this worker trained"
+        else:
+            pruner_args = (settings.pruner, base.eval.every, steps, base.tune.startup_trials)
+            trained, n = _run_workers(base, settings, placement, pruner_args, options, parent, default, console)
+            who = f"its {n} workers trained"
         c = counts(study)
         seconds = time.perf_counter() - start
         done = c["COMPLETE"] + c["PRUNED"]
         console.say(f"study {settings.name}: {c['COMPLETE']} finished, {c['PRUNED']} pruned "
-                    f"({c['PRUNED'] / max(done, 1):.0%}), {c['FAIL']} failed; this worker trained {worker.trained} "
-                    f"in {seconds / 60:.1f} min" + (f" ({seconds / worker.trained:.0f} s per trial)"
-                                                     if worker.trained else ""))
+                    f"({c['PRUNED'] / max(done, 1):.0%}), {c['FAIL']} failed; {who} {trained} "
+                    f"in {seconds / 60:.1f} min" + (f" ({seconds / trained:.0f} s per trial)" if trained else ""))
         if c["COMPLETE"]:
             best = study.best_trial
             console.say(f"  best: {settings.objective} {best.value:.4g} at trial #{best.number}: "
@@ -179,6 +218,41 @@ def run_studies(base, studies, optuna_storage, shown, device, data_root, runs_di
                                    for k, v in best.params.items()))
             close_parent(uri, parent, {"best_value": best.value, "best_trial": best.number,
                                        "finished": c["COMPLETE"], "pruned": c["PRUNED"], "failed": c["FAIL"]})
+
+
+def _run_workers(base, settings, placement: Placement, pruner_args, options, parent, default, console):
+    """(trials trained, workers) of a study run by `placement`'s workers; a worker's error is one BenchError."""
+    import torch
+
+    from bench.executors import plan_slots
+    from bench.tune import workers as w
+
+    name = options.device or default.device
+    on_cuda = name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+
+    def make_jobs(n: int):
+        slots = plan_slots(min(n, settings.trials), placement.per_gpu, options.device, [default])
+        return w.worker_jobs(base, settings, placement.storage, pruner_args, options, parent, default, slots)
+
+    if placement.executor == "parallel":
+        jobs = make_jobs(placement.parallel or 1)
+        console.say(f"parallel: {len(jobs)} tune workers on this machine")
+        results = w.run_parallel(jobs, console.say)
+    else:
+        from bench.executors import Slot
+
+        def ray_jobs(n: int):  # Ray places each worker (and its GPU); threads: one per task's CPU unless given
+            n = min(n, settings.trials)
+            return w.worker_jobs(base, settings, placement.storage, pruner_args, options, parent, default,
+                                 [Slot("cuda" if on_cuda else None, options.threads or 1)] * n)
+
+        results = w.run_ray(ray_jobs, placement.parallel, placement.address, placement.per_gpu, on_cuda, console.say)
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise BenchError(errors[0])
+    if any(r.get("interrupted") for r in results):
+        raise Interrupted("interrupted: the running trials checkpointed; the same command resumes the study")
+    return sum(r.get("trained", 0) for r in results), len(results)
 
 
 def _export(base, settings, optuna_storage, out: Path, seeds: int) -> None:

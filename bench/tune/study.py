@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +229,7 @@ class Worker:
     say: Callable[[str], None]
     data: Any  # bench.preflight.DataCache, shared by the study's trials
     parent_run_id: str | None = None
+    owner: str | None = None  # the worker's name under `bench tune --parallel/--executor ray`
     trained: int = 0
     failed_in_a_row: int = 0
 
@@ -238,6 +242,9 @@ class Worker:
         self._give_way_if_full(trial)
         point = {name: dist.suggest(trial, name) for name, dist in sorted(self.settings.space.items())}
         bench_trial = make_trial(self.suite, self.settings.method, self.settings.dataset, self.settings.seed, point)
+        trial.set_user_attr("bench_worker", f"{socket.gethostname()}:{os.getpid()}")
+        if self.owner:
+            trial.set_user_attr("bench_job", self.owner)
         trial.set_user_attr("bench_key", bench_trial.key)
         tags = {"bench.study": self.settings.name, "bench.tune_trial": str(trial.number)}
         if self.parent_run_id:
@@ -307,19 +314,21 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def retry_lost_trials(study, runs_root: Path, suite: str, say: Callable[[str], None]) -> None:
+def retry_lost_trials(study, runs_root: Path, suite: str, say: Callable[[str], None], owner: str | None = None) -> None:
     """On storages without heartbeats (journal files): a RUNNING trial whose bench trial is not locked by any
-    process lost its worker; fail it and queue its parameters again (the retry resumes from the checkpoint)."""
+    process lost its worker; fail it and queue its parameters again (the retry resumes from the checkpoint).
+    `owner`: a worker of `bench tune --parallel/--executor ray` that died; its running trial is retried on any
+    storage (a database's heartbeats would do it only after their grace period)."""
     import optuna
     from optuna.trial import TrialState
 
     from bench.runner import trial_lock
 
-    if isinstance(study._storage, optuna.storages.RDBStorage):  # heartbeats do this there
+    if owner is None and isinstance(study._storage, optuna.storages.RDBStorage):  # heartbeats do this there
         return
     for frozen in study_trials(study, (TrialState.RUNNING,)):
         key = frozen.user_attrs.get("bench_key")
-        if not key:
+        if not key or not _worker_gone(frozen, owner):
             continue
         folder = runs_root / suite / key
         with trial_lock(folder) as free:
@@ -331,6 +340,25 @@ def retry_lost_trials(study, runs_root: Path, suite: str, say: Callable[[str], N
                 continue
             study.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number}, skip_if_exists=False)
             say(f"trial #{frozen.number} lost its worker: queued again (it resumes from its checkpoint)")
+
+
+def _worker_gone(frozen, owner: str | None) -> bool:
+    """Whether the worker of a RUNNING trial is gone: the named executor worker that died; else, for a worker
+    process on this machine, whether that process still exists (a proposal not yet locked by a live worker is not
+    lost); for another machine's, whether the trial has run for over a minute."""
+    if owner is not None:
+        return frozen.user_attrs.get("bench_job") == owner
+    host, _, pid = str(frozen.user_attrs.get("bench_worker", "")).rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    started = frozen.datetime_start
+    return started is None or (datetime.now() - started).total_seconds() > 60
 
 
 def run_worker(worker: Worker, study) -> None:
