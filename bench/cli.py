@@ -102,13 +102,24 @@ def list_registry(what: Annotated[str, typer.Argument(help="methods or datasets"
 
 @perf_app.command("train")
 def perf_train(
-    method: str = "dcgan", resolution: int = 64, batch_size: int = 64, steps: int = 30, warmup: int = 5,
-    repeats: int = 3, device: str = "auto", width: int = 64,
+    methods: Annotated[str, typer.Option(help="comma-separated methods")] = "dcgan,wgan-gp,stylegan",
+    resolutions: Annotated[str, typer.Option(help="comma-separated resolutions")] = "32,64",
+    paths: Annotated[str | None, typer.Option(help="comma-separated fast paths: fp32, channels_last, bf16, compile, "
+                                                   "all [GPU: every one; CPU: fp32,channels_last]")] = None,
+    batch_size: int = 64, steps: int = 30, warmup: int = 5, repeats: int = 3, device: str = "auto", width: int = 64,
 ) -> None:
-    """Steps/s of bench's loop next to a plain hand-written PyTorch loop (same nets, same device)."""
+    """Steps/s, images/s and TFLOP/s of bench's loop with each fast path, beside a plain hand-written PyTorch loop
+    (same nets, same device)."""
     from bench.perf import perf_train as measure
 
-    measure(method, resolution, batch_size, steps, warmup, repeats, device, width, say=typer.echo)
+    try:
+        sizes = [int(r) for r in resolutions.split(",")]
+    except ValueError:
+        raise BenchError(f"--resolutions {resolutions}: give comma-separated numbers, e.g. 32,64") from None
+    if min(steps, repeats) < 1 or warmup < 1:
+        raise BenchError("--steps, --warmup and --repeats: each 1 or more")
+    measure([m.strip() for m in methods.split(",")], sizes, paths.split(",") if paths else None, batch_size, steps,
+            warmup, repeats, device, width, say=typer.echo)
 
 
 @perf_app.command("suite")

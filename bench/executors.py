@@ -71,13 +71,14 @@ def _worker(conn: Connection, slot: Slot, options) -> None:
 
     data = DataCache(options.data_root)
     console = Console(live=False, milestones=False)
+    say = (lambda line: None) if options.quiet_workers else console.say
     with ctrl_c_stops_training(quiet=True) as stop_requested:
         while (job := conn.recv()) is not None:
             index, trial, prefix, wait_for_lock = job
             opts = replace(options, device=slot_device(slot, trial, options.device),
                            threads=options.threads or slot.threads)
             try:
-                outcome = run_trial(trial, opts, data, console, console.say, prefix, stop_requested,
+                outcome = run_trial(trial, opts, data, console, say, prefix, stop_requested,
                                     wait=wait_for_lock)
                 conn.send((index, "outcome", outcome))
             except Interrupted as stop:

@@ -31,13 +31,50 @@ def synthetic_data(n: int, channels: int, resolution: int) -> ImageSet:
     return ImageSet(torch.rand(n, channels, resolution, resolution, generator=gen) * 2 - 1)
 
 
-def bench_loop(method: str, data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int) -> float:
+# the fast paths `bench perf train` compares; each is a Numerics option of a trial (it changes numerics)
+PATHS = {
+    "fp32": {},
+    "channels_last": {"channels_last": True},
+    "bf16": {"bf16": True},
+    "compile": {"compile": True},
+    "all": {"channels_last": True, "bf16": True, "compile": True},
+}
+
+# Dense peak TFLOP/s from NVIDIA's datasheets, per precision the path's convolutions run in: PyTorch lets cuDNN use
+# TF32 tensor cores for fp32 convolutions by default (torch.backends.cudnn.allow_tf32), so fp32 paths are held
+# against the TF32 peak, bf16 paths against the bf16 one. A GPU not listed has no peak: the fraction is missing.
+PEAKS = {  # name fragment -> (tf32, bf16)
+    "H100 PCIe": (378.0, 756.0),
+    "H100": (494.7, 989.4),  # SXM5 (and NVL's per-GPU figures are close); H200 shares the H100 SXM5 compute
+    "H200": (494.7, 989.4),
+    "A100": (156.0, 312.0),
+}
+
+
+def gpu_peak(device: torch.device, bf16: bool) -> float | None:
+    """Dense peak TFLOP/s of the device for the path, or None (a CPU, or a GPU without a known figure)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for fragment, (tf32, bf16_peak) in PEAKS.items():
+        if fragment in name:
+            if not bf16 and not torch.backends.cudnn.allow_tf32:
+                return None
+            return bf16_peak if bf16 else tf32
+    return None
+
+
+def perf_trial(method: str, resolution: int, batch_size: int, width: int, device, path: str) -> Trial:
     hyper = get_method(method).Hyper(width=width).as_params()
-    trial = Trial(suite="perf", method=method, label=method, params=hyper, dataset=DatasetSpec(name="digits"),
-                  seed=0, budget=Budget(steps=10**9), resolution=data.resolution, batch_size=batch_size,
-                  eval=EvalSpec(metrics=[]), numerics=Numerics(), log=LogSpec(every=50, samples_every=10**9,
-                  checkpoint_every=10**9), device=str(device))
-    trainer = Trainer(trial, data, device)
+    return Trial(suite="perf", method=method, label=method, params=hyper, dataset=DatasetSpec(name="digits"),
+                 seed=0, budget=Budget(steps=10**9), resolution=resolution, batch_size=batch_size,
+                 eval=EvalSpec(metrics=[]), numerics=Numerics(**PATHS[path]),
+                 log=LogSpec(every=50, samples_every=10**9, checkpoint_every=10**9), device=str(device))
+
+
+def bench_loop(method: str, data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int,
+               path: str = "fp32") -> float:
+    trainer = Trainer(perf_trial(method, data.resolution, batch_size, width, device, path), data, device)
     trainer.run(stop_after=warmup)
     _sync(device)
     start = time.perf_counter()
@@ -46,27 +83,75 @@ def bench_loop(method: str, data: ImageSet, batch_size: int, device, width: int,
     return steps / (time.perf_counter() - start)
 
 
-def plain_loop(data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int) -> float:
-    """The PyTorch DCGAN example's loop (pytorch/examples dcgan/main.py) on an in-memory tensor."""
+def step_flops(method: str, data: ImageSet, batch_size: int, device, width: int) -> int:
+    """FLOPs of one training step of bench's loop (forward and backward of every network, all critic steps),
+    counted with PyTorch's FLOP formulas on the fp32 path (the other paths do the same arithmetic)."""
+    trainer = Trainer(perf_trial(method, data.resolution, batch_size, width, device, "fp32"), data, device)
+    trainer.run(stop_after=1)
+    with FlopCount() as counter:
+        trainer.run(stop_after=2)
+    return counter.total
+
+
+class FlopCount:
+    """Sums PyTorch's own FLOP formulas (torch.utils.flop_counter's registry: matmuls and convolutions, forward and
+    backward) over every op run inside it. FlopCounterMode itself also tracks modules with backward hooks, which
+    autograd.grad (the gradient penalty) does not allow."""
+
+    def __enter__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils.flop_counter import flop_registry
+
+        outer = self
+        self.total = 0
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                formula = flop_registry.get(func._overloadpacket)
+                if formula is not None:
+                    outer.total += formula(*args, **kwargs, out_val=out)
+                return out
+
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.mode.__exit__(*exc)
+
+
+def _plain_setup(data: ImageSet, device, width: int, norm: str, lr: float, betas: tuple[float, float]):
     from bench.nets.conv import ConvDiscriminator, ConvGenerator, init_dcgan_weights
 
     seed_everything(0)
     netG = ConvGenerator(100, data.channels, data.resolution, width).to(device)
-    netD = ConvDiscriminator(data.channels, data.resolution, width).to(device)
+    netD = ConvDiscriminator(data.channels, data.resolution, width, norm=norm).to(device)
     init_dcgan_weights(netG)
     init_dcgan_weights(netD)
-    optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optD = torch.optim.Adam(netD.parameters(), lr=lr, betas=betas)
+    optG = torch.optim.Adam(netG.parameters(), lr=lr, betas=betas)
     images = data.images.to(device)
     n = images.shape[0]
-    perm, pos = torch.randperm(n, device=device), 0
+    state = {"perm": torch.randperm(n, device=device), "pos": 0}
+
+    def real_batch(batch_size: int) -> torch.Tensor:
+        if state["pos"] + batch_size > n:
+            state["perm"], state["pos"] = torch.randperm(n, device=device), 0
+        batch = images[state["perm"][state["pos"]:state["pos"] + batch_size]]
+        state["pos"] += batch_size
+        return batch
+
+    return netG, netD, optG, optD, real_batch
+
+
+def plain_dcgan_step(data: ImageSet, batch_size: int, device, width: int) -> Callable[[], None]:
+    """The PyTorch DCGAN example's loop (pytorch/examples dcgan/main.py) on an in-memory tensor."""
+    netG, netD, optG, optD, real_batch = _plain_setup(data, device, width, "batch", 2e-4, (0.5, 0.999))
 
     def step():
-        nonlocal perm, pos
-        if pos + batch_size > n:
-            perm, pos = torch.randperm(n, device=device), 0
-        real = images[perm[pos:pos + batch_size]]
-        pos += batch_size
+        real = real_batch(batch_size)
         netD.zero_grad()
         out = netD(real)
         err_real = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
@@ -80,6 +165,38 @@ def plain_loop(data: ImageSet, batch_size: int, device, width: int, warmup: int,
         F.binary_cross_entropy_with_logits(out, torch.ones_like(out)).backward()
         optG.step()
 
+    return step
+
+
+def plain_wgan_gp_step(data: ImageSet, batch_size: int, device, width: int) -> Callable[[], None]:
+    """Gulrajani et al.'s Algorithm 1 as the one-file collections write it: 5 critic steps, penalty 10 on
+    interpolates, Adam(1e-4, betas (0, 0.9)), no normalisation in the critic."""
+    netG, netD, optG, optD, real_batch = _plain_setup(data, device, width, "none", 1e-4, (0.0, 0.9))
+
+    def step():
+        for _ in range(5):
+            real = real_batch(batch_size)
+            with torch.no_grad():
+                fake = netG(torch.randn(batch_size, 100, device=device))
+            eps = torch.rand(batch_size, 1, 1, 1, device=device)
+            mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
+            grad, = torch.autograd.grad(netD(mixed).sum(), mixed, create_graph=True)
+            penalty = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+            optD.zero_grad()
+            (netD(fake).mean() - netD(real).mean() + 10 * penalty).backward()
+            optD.step()
+        optG.zero_grad()
+        (-netD(netG(torch.randn(batch_size, 100, device=device))).mean()).backward()
+        optG.step()
+
+    return step
+
+
+PLAIN = {"dcgan": plain_dcgan_step, "wgan-gp": plain_wgan_gp_step}  # stylegan: no hand-written reference
+
+
+def plain_loop(method: str, data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int) -> float:
+    step = PLAIN[method](data, batch_size, device, width)
     for _ in range(warmup):
         step()
     _sync(device)
@@ -90,39 +207,84 @@ def plain_loop(data: ImageSet, batch_size: int, device, width: int, warmup: int,
     return steps / (time.perf_counter() - start)
 
 
-def perf_train(method: str, resolution: int, batch_size: int, steps: int, warmup: int, repeats: int,
-               device_name: str, width: int, say: Callable[[str], None] = print) -> dict[str, float]:
+def default_paths(device: torch.device) -> list[str]:
+    """On a GPU every path; on the CPU fp32 and channels_last (bf16 and compile are GPU paths: on a CPU they are
+    slower, and compiling takes minutes)."""
+    return list(PATHS) if device.type == "cuda" else ["fp32", "channels_last"]
+
+
+def perf_train(methods: list[str], resolutions: list[int], paths: list[str] | None, batch_size: int, steps: int,
+               warmup: int, repeats: int, device_name: str, width: int,
+               say: Callable[[str], None] = print) -> list[dict]:
+    """One row per method x resolution x fast path: bench's steps/s and images/s, the ratio to the plain loop's
+    fp32 throughput (bench with a path vs the hand-written loop without it) and to bench's own fp32 row, GFLOP per
+    step, achieved TFLOP/s and, on a GPU with a known peak, the fraction of it. The plain loop and each path run
+    in interleaved rounds (the order rotating), so a change in machine load hits all of them; each figure is the
+    median of `repeats` rounds."""
+    from bench.errors import BenchError
+    from bench.methods import METHODS
+
     device = resolve_device(device_name)
-    channels = 3
-    data = synthetic_data(max(4 * batch_size, 512), channels, resolution)
-    say(f"bench perf train: method={method} resolution={resolution} batch={batch_size} width={width} "
-        f"steps={steps} (+{warmup} warm-up) x{repeats} device={device} threads={torch.get_num_threads()}")
-    bench_rates, plain_rates = [], []
-    for i in range(repeats):
-        if method != "dcgan":
-            bench_rates.append(bench_loop(method, data, batch_size, device, width, warmup, steps))
-            continue
-        if i % 2 == 0:
-            bench_rates.append(bench_loop(method, data, batch_size, device, width, warmup, steps))
-            plain_rates.append(plain_loop(data, batch_size, device, width, warmup, steps))
-        else:
-            plain_rates.append(plain_loop(data, batch_size, device, width, warmup, steps))
-            bench_rates.append(bench_loop(method, data, batch_size, device, width, warmup, steps))
-    bench_rate = statistics.median(bench_rates)
-    say(f"  bench loop : {bench_rate:8.2f} steps/s  ({bench_rate * batch_size:9.1f} images/s)  "
-        f"runs: {', '.join(f'{r:.2f}' for r in bench_rates)}")
-    result = {"bench_steps_per_s": bench_rate}
-    if plain_rates:
-        plain_rate = statistics.median(plain_rates)
-        say(f"  plain loop : {plain_rate:8.2f} steps/s  ({plain_rate * batch_size:9.1f} images/s)  "
-            f"runs: {', '.join(f'{r:.2f}' for r in plain_rates)}")
-        ratios = [b / p for b, p in zip(bench_rates, plain_rates, strict=True)]
-        ratio = statistics.median(ratios)
-        say(f"  ratio bench/plain: {ratio:.3f} (median of pairs: {', '.join(f'{r:.3f}' for r in ratios)})")
-        result.update(plain_steps_per_s=plain_rate, ratio=ratio)
-    else:
-        say("  (the plain reference loop is DCGAN's; pass --method dcgan for the side-by-side ratio)")
-    return result
+    paths = paths or default_paths(device)
+    for name in methods:
+        if name not in METHODS:
+            raise BenchError(f"--methods {name}: unknown method; known: {', '.join(sorted(METHODS))}")
+    for path in paths:
+        if path not in PATHS:
+            raise BenchError(f"--paths {path}: unknown fast path; use {', '.join(PATHS)}")
+    say(f"bench perf train: batch {batch_size}, width {width}, {steps} steps (+{warmup} warm-up) x{repeats} "
+        f"rounds, device {_device_name(device)}, {torch.get_num_threads()} torch threads")
+    say(f"  {'method':<9}{'px':>4} {'path':<14}{'steps/s':>9}{'images/s':>10}{'vs plain':>10}{'vs fp32':>9}"
+        f"{'GFLOP/step':>12}{'TFLOP/s':>9}{'of peak':>9}")
+    rows = []
+    for method in methods:
+        for resolution in resolutions:
+            data = synthetic_data(max(4 * batch_size, 512), 3, resolution)
+            flops = step_flops(method, data, batch_size, device, width)
+            runs: dict[str, list[float]] = {p: [] for p in paths}
+            plain: list[float] = []
+            order = (["plain"] if method in PLAIN else []) + list(paths)
+            for i in range(repeats):
+                for name in order[i % len(order):] + order[:i % len(order)]:
+                    if name == "plain":
+                        plain.append(plain_loop(method, data, batch_size, device, width, warmup, steps))
+                    else:
+                        runs[name].append(bench_loop(method, data, batch_size, device, width, warmup, steps, name))
+            plain_rate = statistics.median(plain) if plain else None
+            fp32 = statistics.median(runs["fp32"]) if "fp32" in runs else None
+            if plain_rate is not None:
+                rows.append(_row(say, method, resolution, "plain loop", plain_rate, batch_size, 1.0, None, flops,
+                                 gpu_peak(device, False)))
+            for path in paths:
+                rate = statistics.median(runs[path])
+                rows.append(_row(say, method, resolution, path, rate, batch_size,
+                                 rate / plain_rate if plain_rate else None, rate / fp32 if fp32 else None, flops,
+                                 gpu_peak(device, PATHS[path].get("bf16", False))))
+    if device.type == "cuda" and gpu_peak(device, False) is None:
+        say(f"  (no peak figure for {torch.cuda.get_device_name(device)} in bench/perf.py PEAKS: the fraction is "
+            "left out)")
+    return rows
+
+
+def _row(say, method, resolution, path, rate, batch_size, vs_plain, vs_fp32, flops, peak) -> dict:
+    tflops = rate * flops / 1e12
+    row = {"method": method, "resolution": resolution, "path": path, "steps_per_s": rate,
+           "images_per_s": rate * batch_size, "vs_plain": vs_plain, "vs_fp32": vs_fp32,
+           "gflop_per_step": flops / 1e9, "tflop_per_s": tflops, "of_peak": tflops / peak if peak else None}
+
+    def ratio(x):
+        return f"{x:.2f}x" if x is not None else "-"
+
+    share = f"{100 * row['of_peak']:.1f}%" if peak else "-"
+    say(f"  {method:<9}{resolution:>4} {path:<14}{rate:>9.2f}{rate * batch_size:>10.1f}{ratio(vs_plain):>10}"
+        f"{ratio(vs_fp32):>9}{flops / 1e9:>12.3g}{tflops:>9.3g}{share:>9}")
+    return row
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({os.cpu_count()} cores)"
 
 
 def perf_suite(trials: int, steps: int, resolution: int, batch_size: int, width: int, parallel: int,
@@ -157,7 +319,7 @@ def perf_suite(trials: int, steps: int, resolution: int, batch_size: int, width:
     quiet = Console(live=False, milestones=False)
     for name, placement in modes:
         with tempfile.TemporaryDirectory() as tmp:
-            options = RunOptions(runs_root=Path(tmp), tracking_uri=None)
+            options = RunOptions(runs_root=Path(tmp), tracking_uri=None, quiet_workers=True)
             start = time.perf_counter()
             result = run_trials(suite, options, say=lambda line: None, console=quiet, placement=placement)
             wall = time.perf_counter() - start

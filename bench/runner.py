@@ -51,6 +51,7 @@ class RunOptions:
     # CPU threads a trial computes with (None: PyTorch's default, all cores). PyTorch splits reductions by thread,
     # so on the CPU the same trial with the same thread count gives the same numbers, whichever executor runs it
     threads: int | None = None
+    quiet_workers: bool = False  # worker processes print nothing (bench perf suite: only its table)
 
 
 @dataclass

