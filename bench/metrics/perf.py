@@ -102,6 +102,9 @@ def perf_fid_command(
     say(f"{'':34}{'images/s':>10}{'seconds':>10}{'FID':>12}")
     say(f"{'bench evaluate_images':34}{(n_real + n_fake) / bench_s:>10.2f}{bench_s:>10.1f}{ours.values['fid']:>12.4f}")
     say(f"{'clean-fid compute_fid':34}{(n_real + n_fake) / clean_s:>10.2f}{clean_s:>10.1f}{theirs:>12.4f}")
+    gap = abs(ours.values["fid"] - theirs)
+    say(f"|FID difference|: {gap:.2e} ({gap / max(abs(theirs), 1e-12):.1e} relative; bench feeds the network "
+        "channels_last on the CPU, clean-fid NCHW)")
     say(f"real-set statistics ({n_real} images) for a suite of {trials} trials:")
     say(f"  without cache: {trials} x {miss_s:.1f} s = {trials * miss_s:.1f} s  (every trial extracts them)")
     say(f"  with cache:    {miss_s:.1f} s + {trials - 1} x {hit_s:.3f} s = {miss_s + (trials - 1) * hit_s:.1f} s  "
