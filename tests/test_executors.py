@@ -86,7 +86,7 @@ def _spawned_children(pid: int) -> list[int]:
 
 
 def test_a_killed_worker_fails_only_its_trial_which_the_next_run_resumes(tmp_path):
-    suite = write_suite(tmp_path, seeds=3, steps=400, checkpoint=20)
+    suite = write_suite(tmp_path, seeds=3, steps=250, checkpoint=20)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "bench", "run", suite.name, "--parallel", "2"], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -64,28 +64,47 @@ def mlflow_runs(folder: Path):
     return client.search_runs([experiment.experiment_id])
 
 
+def ray_available() -> bool:
+    """CI installs the Ray extra and sets BENCH_REQUIRE_RAY: there the second run below is always Ray's."""
+    import importlib.util
+
+    return bool(os.environ.get("BENCH_REQUIRE_RAY")) or importlib.util.find_spec("ray") is not None
+
+
 @pytest.mark.slow
-def test_a_study_run_twice_sequentially_proposes_and_scores_the_same(tmp_path, cache):
+def test_a_study_run_twice_proposes_and_scores_the_same_also_as_ray_tasks(tmp_path, cache):
+    """A study run sequentially, then again (as 2 Ray workers on a local Ray instance, where Ray is installed, as in
+    CI): the same proposals and the same FIDs, at equal --threads; the records nested under the study's parent."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
     values = []
     for run in ("a", "b"):
         folder = tmp_path / run
         folder.mkdir()
-        done = tune(folder, cache, "dcgan", "--trials", "3")
+        on_ray = run == "b" and ray_available()
+        extra = ["--executor", "ray", "--parallel", "2", "--storage", "s.journal"] if on_ray else []
+        done = tune(folder, cache, "dcgan", "--trials", "2", "--threads", "1", *extra)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Traceback" not in done.stdout + done.stderr
-        study = study_of(f"sqlite:///{folder}/optuna.db", "tiny-dcgan-digits")
-        assert states(study) == ["COMPLETE"] * 3
-        values.append([(t.params, t.value) for t in study.get_trials()])
-    assert values[0] == values[1]
+        if on_ray:
+            assert "ray: 2 tune workers on the cluster at local" in done.stdout
+        storage = (JournalStorage(JournalFileBackend(str(folder / "s.journal"))) if on_ray
+                   else f"sqlite:///{folder}/optuna.db")
+        study = study_of(storage, "tiny-dcgan-digits")
+        assert states(study) == ["COMPLETE"] * 2
+        values.append(sorted((t.number, t.params, t.value) for t in study.get_trials()))
 
-    # the records: one parent run with the study's settings, one nested run per trial, tagged with the study
-    runs = mlflow_runs(tmp_path / "a")
-    parents = [r for r in runs if r.data.tags.get("bench.study_parent") == "tiny-dcgan-digits"]
-    children = [r for r in runs if r.data.tags.get("bench.study") == "tiny-dcgan-digits"]
-    assert len(parents) == 1 and len(children) == 3
-    assert parents[0].data.params["objective"] == "fid_final" and parents[0].data.params["trials"] == "3"
-    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
-    assert sorted(r.data.tags["bench.tune_trial"] for r in children) == ["0", "1", "2"]
+        # the records: one parent run with the study's settings, one nested run per trial, tagged with the study
+        runs = mlflow_runs(folder)
+        parents = [r for r in runs if r.data.tags.get("bench.study_parent") == "tiny-dcgan-digits"]
+        children = [r for r in runs if r.data.tags.get("bench.study") == "tiny-dcgan-digits"]
+        assert len(parents) == 1 and len(children) == 2
+        assert parents[0].data.params["objective"] == "fid_final" and parents[0].data.params["trials"] == "2"
+        assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+        assert sorted(r.data.tags["bench.tune_trial"] for r in children) == ["0", "1"]
+        assert all(r.data.tags["bench.status"] == "finished" for r in children)
+    assert values[0] == values[1]
 
 
 SPLIT = TINY.replace("    width: {choice: [8]}", "    width: {choice: [8]}\n    lr_d: {choice: [0.0001, 1.0e+20]}")
@@ -212,31 +231,6 @@ def test_parallel_workers_share_a_journal_file_study_and_a_dead_one_is_replaced(
     retry = next(t for t in trials if t.user_attrs.get("retry_of") == victim.number)
     assert retry.params == victim.params and retry.state.name == "COMPLETE"
     assert trials[victim.number].state.name == "FAIL"
-
-
-@pytest.mark.slow
-def test_ray_workers_run_the_same_trials_as_a_sequential_study(tmp_path, cache):
-    """`--executor ray` on a local Ray instance: the same proposals and the same FIDs as `bench tune` alone (at
-    equal --threads), records nested under the study's parent run."""
-    from tests.test_executors import need_ray
-
-    need_ray()
-    values = {}
-    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--parallel", "2", "--storage", "s.journal"])):
-        folder = tmp_path / name
-        folder.mkdir()
-        done = tune(folder, cache, "dcgan", "--trials", "2", "--threads", "1", "--study", "same", *extra)
-        assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        storage = (f"sqlite:///{folder}/optuna.db" if name == "local" else
-                   JournalStorage(JournalFileBackend(str(folder / "s.journal"))))
-        values[name] = sorted((t.number, t.params, t.value) for t in study_of(storage, "same").get_trials())
-        runs = [r for r in mlflow_runs(folder) if r.data.tags.get("bench.study") == "same"]
-        assert len(runs) == 2 and all(r.data.tags["bench.status"] == "finished" for r in runs)
-    assert "ray: 2 tune workers on the cluster at local" in done.stdout
-    assert values["ray"] == values["local"]
 
 
 def postgres_binaries() -> Path | None:
