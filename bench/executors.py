@@ -8,8 +8,8 @@ folder, checkpoints) are the same whoever runs a trial; they differ only in wher
   which keeps its checkpoint and is resumed by the next run; a new worker takes its slot.
 - `ray` (`--executor ray [--address ADDR]`): bench/ray_executor.py.
 
-Workers print one line when a trial starts and one when it ends; this process keeps a summary (done / running /
-queued, ETA) on the terminal's status line, or prints it after each trial in a log.
+Workers send one line when a trial starts and one when it ends, which this process prints above the summary it
+keeps (done / running / queued, ETA) on the terminal's status line, or prints after each trial in a log.
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ def _worker(conn: Connection, slot: Slot, options) -> None:
 
     data = DataCache(options.data_root)
     console = Console(live=False, milestones=False)
-    say = (lambda line: None) if options.quiet_workers else console.say
+    def say(line: str) -> None:  # through the parent, which prints it above its status line
+        if not options.quiet_workers:
+            conn.send((None, "line", line))
     with ctrl_c_stops_training(quiet=True) as stop_requested:
         while (job := conn.recv()) is not None:
             index, trial, prefix, wait_for_lock = job
@@ -142,21 +144,26 @@ class ParallelExecutor:
             for worker in workers:
                 dispatch(worker)
             while any(w.job for w in workers):
-                ready = wait([w.conn for w in workers if w.job] + [w.process.sentinel for w in workers if w.job],
-                             timeout=1.0)
+                wait([w.conn for w in workers if w.job] + [w.process.sentinel for w in workers if w.job],
+                     timeout=1.0)
                 for worker in list(workers):
                     if worker.job is None:
                         continue
                     index, trial, prefix, _ = worker.job
-                    if worker.conn in ready or worker.conn.poll():
+                    kind = None
+                    while worker.conn.poll():
                         try:
                             _, kind, value = worker.conn.recv()
                         except (EOFError, OSError):
                             kind, value = "died", None
-                    elif worker.process.sentinel in ready:
+                        if kind != "line":
+                            break
+                        self.console.say(value)
+                        kind = None
+                    if kind is None:  # no outcome yet: still training, unless the process is gone
+                        if worker.process.is_alive():
+                            continue
                         kind, value = "died", None
-                    else:
-                        continue
                     worker.job, took = None, time.perf_counter() - worker.started
                     if kind == "interrupted":
                         interrupted.append(value)

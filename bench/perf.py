@@ -316,7 +316,9 @@ def perf_suite(trials: int, steps: int, resolution: int, batch_size: int, width:
     say(f"bench perf suite: {trials} dcgan trials x {steps} steps, {resolution} px, batch {batch_size}, width "
         f"{width}, device {device}, {len(os.sched_getaffinity(0))} CPU cores")
     rows = []
-    quiet = Console(live=False, milestones=False)
+    import io
+
+    quiet = Console(stream=io.StringIO(), live=False, milestones=False)  # the table only: no worker lines, no summary
     for name, placement in modes:
         with tempfile.TemporaryDirectory() as tmp:
             options = RunOptions(runs_root=Path(tmp), tracking_uri=None, quiet_workers=True)

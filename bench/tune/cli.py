@@ -203,7 +203,8 @@ def run_studies(base, studies, optuna_storage, shown, device, data_root, runs_di
             trained, who = worker.trained, "this worker trained"
         else:
             pruner_args = (settings.pruner, base.eval.every, steps, base.tune.startup_trials)
-            trained, n = _run_workers(base, settings, placement, pruner_args, options, parent, default, console)
+            trained, n = _run_workers(base, settings, placement, pruner_args, options, parent, default, console,
+                                      study)
             who = f"its {n} workers trained"
         c = counts(study)
         seconds = time.perf_counter() - start
@@ -220,7 +221,7 @@ def run_studies(base, studies, optuna_storage, shown, device, data_root, runs_di
                                        "finished": c["COMPLETE"], "pruned": c["PRUNED"], "failed": c["FAIL"]})
 
 
-def _run_workers(base, settings, placement: Placement, pruner_args, options, parent, default, console):
+def _run_workers(base, settings, placement: Placement, pruner_args, options, parent, default, console, study):
     """(trials trained, workers) of a study run by `placement`'s workers; a worker's error is one BenchError."""
     import torch
 
@@ -237,7 +238,7 @@ def _run_workers(base, settings, placement: Placement, pruner_args, options, par
     if placement.executor == "parallel":
         jobs = make_jobs(placement.parallel or 1)
         console.say(f"parallel: {len(jobs)} tune workers on this machine")
-        results = w.run_parallel(jobs, console.say)
+        results = w.run_parallel(jobs, console.say, w.StudyProgress(study, settings.trials, console, console.live))
     else:
         from bench.executors import Slot
 
@@ -246,7 +247,9 @@ def _run_workers(base, settings, placement: Placement, pruner_args, options, par
             return w.worker_jobs(base, settings, placement.storage, pruner_args, options, parent, default,
                                  [Slot("cuda" if on_cuda else None, options.threads or 1)] * n)
 
-        results = w.run_ray(ray_jobs, placement.parallel, placement.address, placement.per_gpu, on_cuda, console.say)
+        results = w.run_ray(ray_jobs, placement.parallel, placement.address, placement.per_gpu, on_cuda, console.say,
+                            w.StudyProgress(study, settings.trials, console, False))  # Ray prints lines itself
+    console.done()
     errors = [r["error"] for r in results if "error" in r]
     if errors:
         raise BenchError(errors[0])

@@ -14,6 +14,7 @@ storage (so the study ends with exactly `trials` finished or pruned trials, whoe
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
@@ -35,16 +36,18 @@ class WorkerJob:
     name: str  # how its lines are prefixed: "w1"
 
 
-def tune_worker(job: WorkerJob) -> dict:
-    """Runs in a worker process or Ray task: proposals of the study until it is full. Returns what it did."""
+def tune_worker(job: WorkerJob, send: Callable[[str], None] | None = None) -> dict:
+    """Runs in a worker process or Ray task: proposals of the study until it is full. Returns what it did. Its
+    lines go to `send` (the parent prints them above its status line), else to this process's stdout."""
     from bench.preflight import DataCache
     from bench.progress import Console
     from bench.tune.study import Worker, load_or_create, make_pruner, open_storage, run_worker
 
     console = Console(live=False, milestones=False)
+    send = send or console.say
 
     def say(line: str) -> None:
-        console.say(f"{job.name} {line}")
+        send(f"{job.name} {line}")
 
     try:
         storage, _ = open_storage(job.storage)
@@ -110,11 +113,12 @@ def _process_main(conn, job: WorkerJob) -> None:
     from bench.runner import ctrl_c_stops_training
 
     with ctrl_c_stops_training(quiet=True):  # Ctrl-C: the running trial checkpoints, the worker returns
-        result = tune_worker(job)
-    conn.send(result)
+        result = tune_worker(job, lambda line: conn.send(("line", line)))
+    conn.send(("result", result))
 
 
-def run_parallel(jobs: list[WorkerJob], say: Callable[[str], None]) -> list[dict]:
+def run_parallel(jobs: list[WorkerJob], say: Callable[[str], None], tick: Callable[[], None] = lambda: None
+                 ) -> list[dict]:
     """Each job in a spawned process; a process that dies is replaced while the study is short."""
     context = mp.get_context("spawn")
 
@@ -130,16 +134,24 @@ def run_parallel(jobs: list[WorkerJob], say: Callable[[str], None]) -> list[dict
     try:
         while running:
             wait([c for _, c in running.values()] + [p.sentinel for p, _ in running.values()], timeout=1.0)
+            tick()
             for i, (process, conn) in list(running.items()):
-                if conn.poll():
+                ended = False
+                while conn.poll():
                     try:
-                        results.append(conn.recv())
+                        kind, value = conn.recv()
                     except (EOFError, OSError):
-                        pass
+                        break
+                    if kind == "line":
+                        say(value)
                     else:
-                        process.join(10)
-                        del running[i]
-                        continue
+                        results.append(value)
+                        ended = True
+                        break
+                if ended:
+                    process.join(10)
+                    del running[i]
+                    continue
                 if process.is_alive():
                     continue
                 process.join(1)
@@ -165,7 +177,7 @@ def run_parallel(jobs: list[WorkerJob], say: Callable[[str], None]) -> list[dict
 # --executor ray --------------------------------------------------------------------------------------------------
 
 def run_ray(make_jobs: Callable[[int], list[WorkerJob]], workers: int | None, address: str | None, per_gpu: int,
-            on_cuda: bool, say: Callable[[str], None]) -> list[dict]:
+            on_cuda: bool, say: Callable[[str], None], tick: Callable[[], None] = lambda: None) -> list[dict]:
     """`workers` Ray tasks (None: one per slot of the cluster: GPUs x K on CUDA, else its CPUs)."""
     from bench.ray_executor import _ray
 
@@ -190,6 +202,7 @@ def run_ray(make_jobs: Callable[[int], list[WorkerJob]], workers: int | None, ad
         try:
             while running:
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                tick()
                 for ref in ready:
                     job = running.pop(ref)
                     try:
@@ -211,6 +224,38 @@ def run_ray(make_jobs: Callable[[int], list[WorkerJob]], workers: int | None, ad
     finally:
         if started_here:
             ray.shutdown()
+
+
+class StudyProgress:
+    """What the workers of one study have done, read from its storage: on a terminal (`live`) a status line under
+    the workers' lines, refreshed every few seconds; else a plain line whenever the count of ended trials changes."""
+
+    def __init__(self, study, trials: int, console, live: bool):
+        self.study, self.trials, self.console, self.live = study, trials, console, live
+        self.start, self.last_read, self.said = time.perf_counter(), 0.0, -1
+
+    def __call__(self) -> None:
+        now = time.perf_counter()
+        if now - self.last_read < (2.0 if self.live else 10.0):
+            return
+        self.last_read = now
+        from bench.progress import duration
+        from bench.tune.study import counts
+
+        try:
+            c = counts(self.study)
+        except Exception:  # noqa: BLE001 - a storage hiccup costs one status line, never the study
+            return
+        done = c["COMPLETE"] + c["PRUNED"]
+        text = (f"study {self.study.study_name}: {done}/{self.trials} done ({c['PRUNED']} pruned, {c['FAIL']} failed),"
+                f" {c['RUNNING']} running")
+        if done:
+            text += f", ETA {duration((now - self.start) / done * max(self.trials - done, 0))}"
+        if self.live:
+            self.console.status(text)
+        elif done != self.said:
+            self.said = done
+            self.console.say(text)
 
 
 def worker_jobs(base, settings, storage, pruner, options, parent_run_id, default_trial, slots) -> list[WorkerJob]:
