@@ -324,6 +324,39 @@ def test_a_study_resumed_with_another_method_or_objective_is_refused(tmp_path, c
 
 
 @pytest.mark.slow
+def test_ctrl_c_stops_parallel_workers_checkpointed_and_the_same_command_resumes(tmp_path, cache):
+    """Ctrl-C reaches the command and its worker processes: each running trial checkpoints, the command says how to
+    resume in one line (exit 130), and the same command finishes the study, resuming those trials."""
+    import signal
+    import time
+
+    suite = TINY.replace("budget: {steps: 20}", "budget: {steps: 600}").replace("every: 10, n_fake", "every: 600, "
+                                                                                  "n_fake")
+    (tmp_path / "tiny.yaml").write_text(suite)
+    command = [sys.executable, "-m", "bench", "tune", "dcgan", "--suite", "tiny.yaml", "--trials", "2", "--parallel",
+               "2", "--storage", "study.journal", "--study", "stop"]
+    env = {**os.environ, "BENCH_CACHE": str(cache)}
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a terminal's foreground job
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((tmp_path / "runs" / "tiny").glob("*/run.json"))) < 2:
+        time.sleep(0.05)
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: every process of the group
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in out + err, (out, err)
+    assert err.strip().splitlines()[-1].startswith("interrupted:") and "the same command resumes" in err
+    again = run_bench(*command[3:], cwd=tmp_path, env={"BENCH_CACHE": str(cache)})
+    assert again.returncode == 0 and "Traceback" not in again.stdout + again.stderr, again.stdout + again.stderr
+    assert "resuming on cpu" in again.stdout
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = study_of(JournalStorage(JournalFileBackend(str(tmp_path / "study.journal"))), "stop")
+    assert [t.state.name for t in study.get_trials()].count("COMPLETE") == 2
+
+
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_leaves_no_zombie_the_next_one_resumes_its_trial(tmp_path, cache):
     """On a journal file there are no heartbeats: a running trial whose bench trial is unlocked lost its worker."""
     import signal

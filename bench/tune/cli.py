@@ -198,8 +198,12 @@ def run_studies(base, studies, optuna_storage, shown, device, data_root, runs_di
                     f"{describe(settings.space)}")
         start = time.perf_counter()
         if placement.executor == "local":
-            worker = Worker(base, settings, options, console, console.say, data, parent)
-            run_worker(worker, study)
+            from bench.runner import ctrl_c_stops_training
+
+            with ctrl_c_stops_training() as stop_requested:  # Ctrl-C: the trial checkpoints, the next run resumes it
+                worker = Worker(base, settings, options, console, console.say, data, parent,
+                                should_stop=stop_requested)
+                run_worker(worker, study)
             trained, who = worker.trained, "this worker trained"
         else:
             pruner_args = (settings.pruner, base.eval.every, steps, base.tune.startup_trials)

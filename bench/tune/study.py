@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, Interrupted
 from bench.suite import DatasetSpec, MethodSpec, Suite, make_trial
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,7 @@ class Worker:
     data: Any  # bench.preflight.DataCache, shared by the study's trials
     parent_run_id: str | None = None
     owner: str | None = None  # the worker's name under `bench tune --parallel/--executor ray`
+    should_stop: Callable[[], bool] = bool  # Ctrl-C was pressed: the running trial checkpoints and stops
     trained: int = 0
     failed_in_a_row: int = 0
 
@@ -265,7 +266,12 @@ class Worker:
         prefix = f"[{self.settings.name} #{trial.number}]"
         self.say(f"{prefix} " + " ".join(f"{k}={_short(v)}" for k, v in point.items()))
         # wait=True: a proposal another worker is already training (the same parameters) is waited for, not redone
-        outcome: Outcome = run_trial(bench_trial, options, self.data, self.console, self.say, prefix, wait=True)
+        try:
+            outcome: Outcome = run_trial(bench_trial, options, self.data, self.console, self.say, prefix,
+                                         self.should_stop, wait=True)
+        except Interrupted:  # Ctrl-C: the bench trial checkpointed; queue its parameters so the next run resumes it
+            trial.study.enqueue_trial(point, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+            raise
         self.failed_in_a_row = self.failed_in_a_row + 1 if outcome.status in ("failed", "skipped_failed") else 0
         if outcome.status in ("finished", "skipped"):
             self.trained += outcome.status == "finished"
@@ -366,6 +372,8 @@ def run_worker(worker: Worker, study) -> None:
     n = worker.settings.trials
     retry_lost_trials(study, worker.options.runs_root, worker.suite.name, worker.say)
     while True:
+        if worker.should_stop():
+            raise Interrupted("interrupted between trials; the same command resumes the study")
         c = counts(study)
         done = c["COMPLETE"] + c["PRUNED"]
         if done >= n:

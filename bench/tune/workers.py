@@ -36,7 +36,8 @@ class WorkerJob:
     name: str  # how its lines are prefixed: "w1"
 
 
-def tune_worker(job: WorkerJob, send: Callable[[str], None] | None = None) -> dict:
+def tune_worker(job: WorkerJob, send: Callable[[str], None] | None = None,
+                should_stop: Callable[[], bool] = bool) -> dict:
     """Runs in a worker process or Ray task: proposals of the study until it is full. Returns what it did. Its
     lines go to `send` (the parent prints them above its status line), else to this process's stdout."""
     from bench.preflight import DataCache
@@ -53,7 +54,7 @@ def tune_worker(job: WorkerJob, send: Callable[[str], None] | None = None) -> di
         storage, _ = open_storage(job.storage)
         study = load_or_create(job.settings, storage, make_pruner(*job.pruner))
         worker = Worker(job.base, job.settings, job.options, console, say, DataCache(job.options.data_root),
-                        job.parent_run_id, owner=job.name)
+                        job.parent_run_id, owner=job.name, should_stop=should_stop)
         try:
             run_worker(worker, study)
         except (Interrupted, KeyboardInterrupt):
@@ -112,8 +113,10 @@ def study_short(job: WorkerJob) -> bool:
 def _process_main(conn, job: WorkerJob) -> None:
     from bench.runner import ctrl_c_stops_training
 
-    with ctrl_c_stops_training(quiet=True):  # Ctrl-C: the running trial checkpoints, the worker returns
-        result = tune_worker(job, lambda line: conn.send(("line", line)))
+    # Ctrl-C reaches every process of the terminal's group: the running trial checkpoints after its step, its
+    # parameters are queued again, and the worker returns (the parent says it once)
+    with ctrl_c_stops_training(quiet=True) as stop_requested:
+        result = tune_worker(job, lambda line: conn.send(("line", line)), stop_requested)
     conn.send(("result", result))
 
 
@@ -216,10 +219,10 @@ def run_ray(make_jobs: Callable[[int], list[WorkerJob]], workers: int | None, ad
                             running[task.remote(job)] = job
         except KeyboardInterrupt:
             for ref in running:
-                ray.cancel(ref)  # a KeyboardInterrupt in each task: its trial checkpoints
+                ray.cancel(ref)  # a KeyboardInterrupt in each task: its trial stops, its parameters are queued again
             ray.wait(list(running), num_returns=len(running), timeout=60)
-            raise Interrupted("interrupted: the running trials checkpointed; the same command resumes the study") \
-                from None
+            raise Interrupted("interrupted: the running trials stopped and keep their last checkpoint; the same "
+                              "command resumes the study") from None
         return results
     finally:
         if started_here:
