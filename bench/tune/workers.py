@@ -69,6 +69,8 @@ def tune_worker(job: WorkerJob, send: Callable[[str], None] | None = None,
 def check_shared_storage(storage: str | None, workers: int, executor: str, address: str | None,
                          tracking_uri: str | None) -> None:
     """One line, before anything trains, when the workers could not share the study or write the records."""
+    from bench.ray_executor import _is_local
+
     text = storage or "sqlite:///optuna.db"
     remote = executor == "ray" and address is not None and not _is_local(address)
     if remote:
@@ -83,10 +85,6 @@ def check_shared_storage(storage: str | None, workers: int, executor: str, addre
     elif workers > 1 and text.startswith("sqlite"):
         raise BenchError(f"{workers} tune workers share the study through its storage, and SQLite ('{text}') is "
                          "one process's: give --storage FILE.journal (this machine) or a PostgreSQL URL (machines)")
-
-
-def _is_local(address: str) -> bool:
-    return address in ("auto", "local") or any(h in address for h in ("127.0.0.1", "localhost"))
 
 
 def requeue_lost(job: WorkerJob, say: Callable[[str], None]) -> None:
