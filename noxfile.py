@@ -1,5 +1,5 @@
-"""nox sessions: `uvx nox -s tests` runs the test suite, `uvx nox -s lint` runs ruff, `uvx nox -s example`
-regenerates the example report."""
+"""nox sessions: `uvx nox -s tests` runs the test suite, `uvx nox -s lint` runs ruff and the import contracts,
+`uvx nox -s example` regenerates the example report."""
 
 import nox
 
@@ -15,8 +15,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    """ruff, and import-linter's contracts (pyproject.toml: bench's import layers), on the locked environment."""
+    session.run_install("uv", "sync", "--frozen", env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location})
     session.run("ruff", "check", "bench", "scrapers", "tests", "noxfile.py")
+    session.run("lint-imports")
 
 
 @nox.session(venv_backend="none")

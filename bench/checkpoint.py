@@ -16,6 +16,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.files import write_atomic
+from bench.methods import DataShape, get_method
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # 2: named networks, optimizers and schedulers and the method's own state, a loss window per name.
@@ -93,8 +94,6 @@ def load_method(key: str, runs_root: Path | None = None, device: str | torch.dev
 
 
 def method_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu"):
-    from bench.methods import DataShape, get_method
-
     ckpt = upgrade(ckpt)
     trial = ckpt["trial"]
     cls = get_method(trial["method"])

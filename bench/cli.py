@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
+from bench import cli_options as opt
+from bench.data.cli import app as data_app
 from bench.errors import BenchError, Interrupted
+from bench.metrics.cache import default_cache_dir
+from bench.metrics.cli import fid_command
+from bench.metrics.perf import perf_fid_command
+from bench.report.cli import report_command
+from bench.sampling import sample_command
+from bench.tune.cli import tune_command
 
 app = typer.Typer(help="Reproducible comparative studies of GANs.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -22,34 +30,30 @@ def run(
     suite: Annotated[Path, typer.Argument(help="suite YAML, e.g. suites/quickstart.yaml")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list the trials and their status, train nothing")] = False,
     only: Annotated[list[str], typer.Option("--only", help="KEY=VALUE trial filter; repeat a key for OR")] = [],  # noqa: B006
-    set_: Annotated[list[str], typer.Option("--set", help="override a suite value: dotted.path=value")] = [],  # noqa: B006
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N (overrides the suite)")] = None,
-    data_root: Annotated[Path | None, typer.Option(envvar="BENCH_DATA", help="dataset root [./data]")] = None,
-    runs_dir: Annotated[Path, typer.Option(envvar="BENCH_RUNS", help="checkpoints and trial state")] = Path("runs"),
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI [env MLFLOW_TRACKING_URI, suite, "
-                                                              "sqlite:///mlflow.db]")] = None,
+    set_: opt.SetValues = [],  # noqa: B006
+    device: opt.Device = None,
+    data_root: opt.DataRoot = None,
+    runs_dir: opt.RunsDir = Path("runs"),
+    tracking_uri: opt.TrackingUri = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="train failed trials again")] = False,
-    parallel: Annotated[int, typer.Option(help="trials at once on this machine (worker processes)")] = 1,
-    per_gpu: Annotated[int, typer.Option(help="with --parallel: trials sharing one GPU")] = 1,
-    executor: Annotated[str | None, typer.Option(help="local | parallel | ray [local; parallel with --parallel "
-                                                      "N > 1; ray with --address]")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://host:10001); "
-                                                     "default: a local Ray instance")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per trial [all cores; --parallel N: "
-                                                          "cores / N]; the same count, the same numbers")] = None,
+    parallel: opt.Parallel = None,
+    per_gpu: opt.PerGpu = 1,
+    executor: opt.Executor = None,
+    address: opt.Address = None,
+    threads: opt.Threads = None,
 ) -> None:
     """Train every trial of a suite that is not finished; resume interrupted ones."""
-    from bench.preflight import DataCache, check_trials
+    # the runner and its records load when a suite runs, not for every `bench` command (--help, flag errors)
+    from bench.batches import DataCache
+    from bench.preflight import check_trials
     from bench.progress import Console
-    from bench.runner import Placement, RunOptions, run_trials, trial_status
-    from bench.suite import DEVICE_PATTERN, expand, load_suite, select
+    from bench.runner import run_trials
+    from bench.runs import RunOptions, trial_status
+    from bench.suite import expand, load_suite, select
     from bench.tracking import resolve_tracking_uri
 
-    if device is not None and not DEVICE_PATTERN.match(device):
-        raise BenchError(f"--device {device}: unknown device; allowed: auto, cpu, cuda, cuda:N, mps")
-    if parallel < 1 or per_gpu < 1:
-        raise BenchError(f"--parallel {parallel} --per-gpu {per_gpu}: give the number of trials to run at once and "
-                         "how many share one GPU (each 1 or more)")
+    opt.check_device(device)
+    placement = opt.placement(executor, parallel, per_gpu, address)
     spec = load_suite(suite, set_)
     trials = select(expand(spec), only)
     if not trials:
@@ -64,8 +68,6 @@ def run(
         return
     options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, retry_failed=retry_failed,
                          threads=threads, tracking_uri=resolve_tracking_uri(tracking_uri, spec.tracking_uri))
-    placement = Placement(executor or ("ray" if address else "parallel" if parallel > 1 or per_gpu > 1 else
-                                       "local"), parallel, per_gpu, address)
     result = run_trials(trials, options, console=Console(), placement=placement)
     counts = result.counts
     parts = [f"{counts['finished']} trained", f"{counts['skipped']} already finished"]
@@ -87,12 +89,12 @@ def run(
 def list_registry(what: Annotated[str, typer.Argument(help="methods or datasets")]) -> None:
     """List what a registry holds, one line each."""
     if what == "methods":
-        from bench.methods import METHODS
+        from bench.methods import METHODS  # the registries load torch: only for the listing asked for
 
         for name in sorted(METHODS):
             typer.echo(f"{name:<14} {METHODS[name].description}")
     elif what == "datasets":
-        from bench.data import DATASETS
+        from bench.data import DATASETS  # the registries load torch: only for the listing asked for
 
         for name in sorted(DATASETS):
             typer.echo(f"{name:<14} {DATASETS[name].description}")
@@ -110,7 +112,7 @@ def perf_train(
 ) -> None:
     """Steps/s, images/s and TFLOP/s of bench's loop with each fast path, beside a plain hand-written PyTorch loop
     (same nets, same device)."""
-    from bench.perf import perf_train as measure
+    from bench.perf import perf_train as measure  # torch and the nets: only when the benchmark runs
 
     try:
         sizes = [int(r) for r in resolutions.split(",")]
@@ -128,19 +130,12 @@ def perf_suite(
     parallel: int = 2, per_gpu: int = 4, device: str = "auto",
 ) -> None:
     """Trials/hour of an 8-trial suite: sequential vs --parallel (vs --per-gpu on a GPU)."""
-    from bench.perf import perf_suite as measure
+    from bench.perf import perf_suite as measure  # torch and the runner: only when the benchmark runs
 
     measure(trials, steps, resolution, batch_size, width, parallel, per_gpu, device, say=typer.echo)
 
 
 def _mount_extensions() -> None:
-    from bench.data.cli import app as data_app
-    from bench.metrics.cli import fid_command
-    from bench.metrics.perf import perf_fid_command
-    from bench.report.cli import report_command
-    from bench.sampling import sample_command
-    from bench.tune.cli import tune_command
-
     app.command("fid", help="FID (and KID, precision/recall, density/coverage) with its protocol.")(fid_command)
     app.command("report", help="Tables, statistics and plots from the MLflow records.")(report_command)
     app.command("sample", help="Images from a trained trial: a grid (x.png) or one PNG per image (a folder).")(
@@ -225,8 +220,6 @@ def _internal_error(err: Exception) -> str:
     if os.environ.get("BENCH_DEBUG"):
         sys.stderr.write(text)
         return f"error: internal error ({summary}); this is a bug in bench, please report it with the traceback above"
-    from bench.metrics.cache import default_cache_dir
-
     path = default_cache_dir() / "errors" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,18 +7,27 @@ Imports only torch (and bench's torch-only modules), so it runs on a GPU box tha
 
 from __future__ import annotations
 
-import os
+import io
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from bench import devices
 from bench.data import ImageSet
-from bench.methods import get_method
-from bench.suite import Budget, DatasetSpec, EvalSpec, LogSpec, Numerics, Trial
-from bench.train import Trainer, resolve_device, seed_everything
+from bench.errors import BenchError
+from bench.executors import Placement
+from bench.methods import METHODS, get_method
+from bench.nets.conv import ConvDiscriminator, ConvGenerator, init_dcgan_weights
+from bench.progress import Console
+from bench.runs import RunOptions
+from bench.streams import seed_globals
+from bench.suite import Budget, DatasetSpec, EvalSpec, LogSpec, Numerics, Suite, Trial, expand
+from bench.train import Trainer
 
 
 def _sync(device: torch.device) -> None:
@@ -123,9 +132,7 @@ class FlopCount:
 
 
 def _plain_setup(data: ImageSet, device, width: int, norm: str, lr: float, betas: tuple[float, float]):
-    from bench.nets.conv import ConvDiscriminator, ConvGenerator, init_dcgan_weights
-
-    seed_everything(0)
+    seed_globals(0)
     netG = ConvGenerator(100, data.channels, data.resolution, width).to(device)
     netD = ConvDiscriminator(data.channels, data.resolution, width, norm=norm).to(device)
     init_dcgan_weights(netG)
@@ -221,10 +228,7 @@ def perf_train(methods: list[str], resolutions: list[int], paths: list[str] | No
     step, achieved TFLOP/s and, on a GPU with a known peak, the fraction of it. The plain loop and each path run
     in interleaved rounds (the order rotating), so a change in machine load hits all of them; each figure is the
     median of `repeats` rounds."""
-    from bench.errors import BenchError
-    from bench.methods import METHODS
-
-    device = resolve_device(device_name)
+    device = devices.resolve(device_name)
     paths = paths or default_paths(device)
     for name in methods:
         if name not in METHODS:
@@ -284,21 +288,18 @@ def _row(say, method, resolution, path, rate, batch_size, vs_plain, vs_fp32, flo
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"{device} ({os.cpu_count()} cores)"
+    return f"{device} ({devices.cpu_cores()} cores)"
 
 
 def perf_suite(trials: int, steps: int, resolution: int, batch_size: int, width: int, parallel: int,
                per_gpu: int, device_name: str, say: Callable[[str], None] = print) -> list[dict]:
     """Trials/hour of one suite of DCGAN trials on the synthetic dataset: sequential (the local executor), then
     `--parallel`, then (on a GPU) `--per-gpu`, each from an empty runs folder, without MLflow."""
-    import tempfile
-    from pathlib import Path
+    # the suite runner (and the records, evaluation and executors it brings) only for `perf suite`: `perf train`
+    # stays torch-only
+    from bench.runner import run_trials
 
-    from bench.progress import Console
-    from bench.runner import Placement, RunOptions, run_trials
-    from bench.suite import Suite, expand
-
-    device = resolve_device(device_name)
+    device = devices.resolve(device_name)
     spec = Suite.model_validate({
         "name": "perf-suite", "methods": [{"dcgan": {"width": width}}], "datasets": ["synthetic"],
         "seeds": trials, "resolution": resolution, "batch_size": batch_size, "budget": {"steps": steps},
@@ -314,10 +315,8 @@ def perf_suite(trials: int, steps: int, resolution: int, batch_size: int, width:
     else:
         modes.append((f"--parallel {parallel}", Placement("parallel", parallel, 1)))
     say(f"bench perf suite: {trials} dcgan trials x {steps} steps, {resolution} px, batch {batch_size}, width "
-        f"{width}, device {device}, {len(os.sched_getaffinity(0))} CPU cores")
+        f"{width}, device {device}, {devices.cpu_cores()} CPU cores")
     rows = []
-    import io
-
     quiet = Console(stream=io.StringIO(), live=False, milestones=False)  # the table only: no worker lines, no summary
     for name, placement in modes:
         with tempfile.TemporaryDirectory() as tmp:

@@ -19,26 +19,14 @@ from pathlib import Path
 
 import torch
 
-from bench.data import DATASETS, ImageSet, PairSet, load_dataset
+from bench import devices
+from bench.batches import DataCache, data_shape
+from bench.data import DATASETS, ImageSet, PairSet
 from bench.errors import BenchError
+from bench.methods import get_method
 from bench.suite import Trial
 
 _MARGIN_BYTES = 64 << 20  # sample grids, status files, MLflow's copy of a small final checkpoint
-
-
-class DataCache:
-    """Each (dataset, split, resolution, options) is loaded once per suite run and shared by its trials."""
-
-    def __init__(self, data_root: Path | None):
-        self.data_root, self.sets = data_root, {}
-
-    def get(self, trial: Trial, split: str | None = None) -> ImageSet | PairSet:
-        d = trial.dataset
-        split = split or d.split
-        key = (d.name, split, trial.resolution, repr(sorted(d.options.items())))
-        if key not in self.sets:
-            self.sets[key] = load_dataset(d.name, trial.resolution, split, self.data_root, **d.options)
-        return self.sets[key]
 
 
 @dataclass(frozen=True)
@@ -48,14 +36,12 @@ class NetworkCheck:
 
 def check_trials(trials: list[Trial], data: DataCache, device_override: str | None = None) -> int:
     """Check every trial (see the module docstring); returns the largest checkpoint size in bytes."""
-    from bench.train import resolve_device
-
     checked: dict[str, NetworkCheck] = {}
     largest = 0
     for trial in trials:
         where = f"trial {trial.key} ({trial.label} on {trial.dataset.name}, seed {trial.seed})"
         try:
-            resolve_device(device_override or trial.device)
+            devices.resolve(device_override or trial.device)
             images = data.get(trial)
             smallest = min(images.a.shape[0], images.b.shape[0]) if isinstance(images, PairSet) else len(images)
             if smallest < trial.batch_size:
@@ -76,9 +62,6 @@ def check_trials(trials: list[Trial], data: DataCache, device_override: str | No
 
 def check_networks(trial: Trial, data: ImageSet) -> NetworkCheck:
     """Build the method's networks on the meta device and draw a batch of two from its generator."""
-    from bench.methods import get_method
-    from bench.train import data_shape
-
     shape = data_shape(data, trial.resolution)
     method = get_method(trial.method)(trial.hyper(), shape)  # raises for a conditional method on unlabelled data
     try:
@@ -146,15 +129,6 @@ def check_runs_folder(runs_root: Path, suite: str, checkpoint_bytes: int) -> Non
         raise BenchError(f"runs folder {folder}: {_mib(free)} free, the trials need about {_mib(need)} "
                          "(two copies of the largest checkpoint and sample grids); free some space or pass "
                          "another --runs-dir")
-
-
-def clean_stale_temporaries(folder: Path) -> None:
-    """A process killed mid-write leaves `.<name>.*.tmp`; whoever holds the trial's lock may remove them."""
-    for path in folder.glob(".*.tmp"):
-        try:
-            path.unlink()
-        except OSError:
-            pass
 
 
 def _mib(n: int) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.files import write_atomic
+from bench.tracking import MlflowTracker, png_grid, reason
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,6 @@ class TrialRecorder:
             self.offline_reason = "records of an earlier attempt are still pending"
             return
         try:
-            from bench.tracking import MlflowTracker
-
             self.live = MlflowTracker(uri, experiment, read_run_id(folder), run_name, tags)
             self.resumed = self.live.resumed
             _write_run_id(folder, self.live.run_id, uri)
@@ -107,8 +106,6 @@ class TrialRecorder:
         return self.live is None
 
     def _go_offline(self, err: Exception) -> None:
-        from bench.tracking import reason
-
         self.live = None
         self.offline_reason = reason(err)
         log.warning("MLflow store %s failed (%s): training goes on, records are kept in %s", self.uri,
@@ -136,8 +133,6 @@ class TrialRecorder:
                    timestamp_ms=int(time.time() * 1000))
 
     def log_png(self, images, artifact_path: str) -> None:
-        from bench.tracking import png_grid
-
         self._send("log_bytes", data=png_grid(images), artifact_path=artifact_path)
 
     def log_json(self, obj: Any, artifact_path: str) -> None:
@@ -169,7 +164,6 @@ def _apply(tracker, op: str, kwargs: dict[str, Any], journal: Journal) -> None:
 
 def replay(folder: Path) -> str | None:
     """Send a trial's pending journal, call by call; None when it is all sent, else the reason it stopped."""
-    from bench.tracking import MlflowTracker, reason
 
     journal = Journal(folder / PENDING)
     if not journal.exists():

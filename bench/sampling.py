@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 
+from bench.devices import resolve
 from bench.errors import BenchError
 
 GRID_COLUMNS = 8
@@ -40,11 +41,9 @@ def sample_command(
     (--input) with an image-to-image trial."""
     import torch
 
-    from bench.metrics.cli import _device
-
     if n < 1:
         raise BenchError(f"--n {n}: draw at least one image")
-    dev = _device(device)
+    dev = resolve(device)
     method, key = _load(trial, runs_dir, tracking_uri, dev)
     if truncation is not None:
         if not hasattr(method, "truncation"):
@@ -82,6 +81,7 @@ def _translate_folder(method, folder: Path | None, direction: str, out: Path, se
     import numpy as np
     import torch
 
+    # loaded when a trial is sampled, not for every `bench` command
     from bench.data import uint8_to_unit
     from bench.data.folder import list_images, read_image
 
@@ -115,6 +115,7 @@ def _translate_folder(method, folder: Path | None, direction: str, out: Path, se
 
 def _load(key: str, runs_dir: Path, tracking_uri: str | None, device):
     """(method with trained networks, full trial key), from the runs folder or else from the MLflow records."""
+    # loaded when a trial is sampled, not for every `bench` command
     from bench.checkpoint import CHECKPOINT_NAME, find_trial_dir, load, method_from_checkpoint
 
     try:
@@ -135,6 +136,7 @@ def _load(key: str, runs_dir: Path, tracking_uri: str | None, device):
 
 def _from_records(key: str, tracking_uri: str | None) -> Path | None:
     """The checkpoint artifact of the MLflow run tagged with this trial key (prefix), downloaded; None if none."""
+    # loaded when a trial is sampled, not for every `bench` command
     from bench.tracking import DEFAULT_TRACKING_URI, sqlite_path
 
     uri = tracking_uri or DEFAULT_TRACKING_URI
@@ -242,6 +244,7 @@ def _generate(method, latents):
 
 
 def _write_grid(images, out: Path, columns: int) -> None:
+    # loaded when a trial is sampled, not for every `bench` command
     from bench.tracking import png_grid
 
     if out.exists() and out.is_dir():
@@ -256,6 +259,7 @@ def _write_grid(images, out: Path, columns: int) -> None:
 def _write_files(images, out: Path, names: list[str]) -> None:
     from PIL import Image
 
+    # loaded when a trial is sampled, not for every `bench` command
     from bench.metrics.features import to_uint8
 
     if out.exists() and not out.is_dir():

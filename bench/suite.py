@@ -12,15 +12,17 @@ import hashlib
 import itertools
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bench.data import DATASETS
+from bench.devices import DEVICE_PATTERN
 from bench.errors import BenchError
 from bench.methods import METHODS, added, get_method, identity_dump
+from bench.space import method_space
 
 
 class Strict(BaseModel):
@@ -50,8 +52,6 @@ class DatasetSpec(Strict):
     @field_validator("name")
     @classmethod
     def known_dataset(cls, name: str) -> str:
-        from bench.data import DATASETS
-
         if name not in DATASETS:
             raise ValueError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
         return name
@@ -98,7 +98,7 @@ class ReportSpec(Strict):
 
 
 class TuneSpec(Strict):
-    """How `bench tune` searches (bench/tune); not part of a trial's identity. Spaces: bench/tune/space.py."""
+    """How `bench tune` searches (bench/tune); not part of a trial's identity. Spaces: bench/space.py."""
 
     space: dict[str, Any] = Field(default_factory=dict, description="distributions for every tuned method")
     spaces: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per method label")
@@ -116,7 +116,6 @@ class Numerics(Strict):
     compile: bool = False
 
 
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 MAX_SEED = 2**31 - 1
 MAX_TRIALS = 10_000  # a trial is a whole training run: a suite beyond this is a typo, not a study
 
@@ -348,8 +347,6 @@ def validate_suite(raw: dict, source: str | Path = "<suite>") -> Suite:
 def _check_tune(suite: Suite, source) -> None:
     """The tune section's spaces against every method they would apply to (unknown names, empty ranges,
     distributions a parameter cannot take)."""
-    from bench.tune.space import method_space
-
     labels = [m.label or m.name for m in suite.methods]
     for label in suite.tune.spaces:
         if label not in labels:

@@ -66,7 +66,7 @@ _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_B
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
-def _import_mlflow():
+def import_mlflow():
     for name, value in _HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
     import logging
@@ -174,7 +174,7 @@ def open_store(uri: str, experiment: str) -> Store:
                          "http://HOST:PORT of an MLflow server, or a database URL (postgresql://...)")
     if scheme in ("http", "https"):
         _check_server(uri)
-    _import_mlflow()
+    import_mlflow()
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -222,7 +222,7 @@ class MlflowTracker:
     """Opens (or re-opens, on resume) the MLflow run of one trial. Every call may raise; TrialRecorder wraps it."""
 
     def __init__(self, tracking_uri: str, experiment: str, run_id: str | None, run_name: str, tags: dict[str, str]):
-        _import_mlflow()
+        import_mlflow()
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri)

@@ -11,23 +11,22 @@ reproducible and its state fits a checkpoint. Losses are accumulated on the devi
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
 from bench import checkpoint as ckpt_io
+from bench.batches import BatchSource, PairBatches, data_shape, fixed_latents, fixed_pairs
 from bench.data import ImageSet, PairSet
 from bench.errors import BenchError
-from bench.methods import DataShape, Method, StepContext, get_method
+from bench.methods import Method, StepContext, get_method
+from bench.streams import generator, seed_globals, training_seed
 from bench.suite import Trial
 
 log = logging.getLogger(__name__)
@@ -91,106 +90,6 @@ def total_steps(trial: Trial, n_images: int) -> int:
     return max(1, math.ceil(trial.budget.epochs * batches_per_epoch / per_step))
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchError(f"device '{name}' asked for, but no CUDA GPU is visible; use --device cpu or auto")
-    return device
-
-
-def fixed_latents(suite: str, dataset: str, latent_dim: int, n: int = 64) -> torch.Tensor:
-    """The same latent batch for every trial of a (suite, dataset), so sample grids compare by eye."""
-    seed = int(hashlib.sha256(f"{suite}/{dataset}".encode()).hexdigest()[:8], 16)
-    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
-
-
-def data_shape(data: ImageSet | PairSet, resolution: int) -> DataShape:
-    if isinstance(data, PairSet):
-        return DataShape(data.channels, resolution, pairs="paired" if data.paired else "unpaired")
-    weights = None
-    if data.labels is not None and data.n_classes:
-        weights = torch.bincount(data.labels.cpu(), minlength=data.n_classes).double()
-    return DataShape(data.channels, resolution, data.n_classes, weights, tuple(data.classes))
-
-
-class BatchOrder:
-    """Epoch-wise random permutations of the dataset indices, drawn from the trial's generator."""
-
-    def __init__(self, n: int, batch_size: int, rng: torch.Generator):
-        if n < batch_size:
-            raise BenchError(f"the dataset has {n} images, fewer than batch_size {batch_size}; lower batch_size")
-        self.n, self.batch_size, self.rng = n, batch_size, rng
-        self.perm: torch.Tensor | None = None
-        self.pos = n  # forces a new permutation on first use
-
-    def next(self) -> torch.Tensor:
-        if self.pos + self.batch_size > self.n:  # drop the incomplete last batch, as DataLoader(drop_last=True)
-            self.perm = torch.randperm(self.n, generator=self.rng, device=self.rng.device)
-            self.pos = 0
-        idx = self.perm[self.pos:self.pos + self.batch_size]
-        self.pos += self.batch_size
-        return idx
-
-    def state_dict(self):
-        return {"perm": self.perm, "pos": self.pos}
-
-    def load_state_dict(self, state):
-        self.perm, self.pos = state["perm"], state["pos"]
-
-
-class BatchSource:
-    """Batches as dicts (images, labels) in the trial's batch order; what a method's step draws from."""
-
-    def __init__(self, data: ImageSet, batch_size: int, rng: torch.Generator):
-        self.data, self.order = data, BatchOrder(len(data), batch_size, rng)
-
-    def next(self) -> dict[str, torch.Tensor | None]:
-        idx = self.order.next()
-        labels = None if self.data.labels is None else self.data.labels[idx]
-        return {"images": self.data.images[idx], "labels": labels}
-
-    def state_dict(self):
-        return self.order.state_dict()
-
-    def load_state_dict(self, state):
-        self.order.load_state_dict(state)
-
-
-class PairBatches:
-    """Batches of two domains: {"a", "b"}. Aligned pairs share one order; unpaired domains are shuffled apart
-    (each example of A meets a random B, as Zhu et al.'s unaligned loader)."""
-
-    def __init__(self, data: PairSet, batch_size: int, rng: torch.Generator):
-        self.data = data
-        self.order_a = BatchOrder(data.a.shape[0], batch_size, rng)
-        self.order_b = None if data.paired else BatchOrder(data.b.shape[0], batch_size, rng)
-
-    def next(self) -> dict[str, torch.Tensor]:
-        idx_a = self.order_a.next()
-        idx_b = idx_a if self.order_b is None else self.order_b.next()
-        return {"a": self.data.a[idx_a], "b": self.data.b[idx_b]}
-
-    def state_dict(self):
-        return {"a": self.order_a.state_dict(), "b": None if self.order_b is None else self.order_b.state_dict()}
-
-    def load_state_dict(self, state):
-        self.order_a.load_state_dict(state["a"])
-        if self.order_b is not None:
-            self.order_b.load_state_dict(state["b"])
-
-
-def fixed_pairs(data: PairSet, suite: str, dataset: str, n: int = 8) -> dict[str, torch.Tensor]:
-    """The same inputs for every trial of a (suite, dataset): the first n of each domain after a seeded shuffle."""
-    seed = int(hashlib.sha256(f"{suite}/{dataset}".encode()).hexdigest()[:8], 16)
-    gen = torch.Generator().manual_seed(seed)
-    pick = {side: torch.randperm(data.domain(side).shape[0], generator=gen)[:n] for side in "ab"}
-    if data.paired:
-        pick["b"] = pick["a"]
-    return {side: data.domain(side)[pick[side].to(data.a.device)] for side in "ab"}
-
-
 class Trainer:
     """Holds one trial's method (networks, optimizers) and RNG; `run()` trains it to its budget, resuming if it can."""
 
@@ -201,7 +100,7 @@ class Trainer:
         self.tracker = tracker or NullTracker()
         self.evaluate = evaluate
         self.progress: Progress | None = None
-        seed_everything(trial.seed)
+        seed_globals(trial.seed)
         self.data = data.to(device)
         self.grid_data = grid_data.to(device) if grid_data is not None else self.data  # translation grids' inputs
         if trial.numerics.channels_last and isinstance(self.data, ImageSet):
@@ -210,7 +109,7 @@ class Trainer:
         self.total = total_steps(trial, len(data))
         self.method = get_method(trial.method)(trial.hyper(), self.shape)
         self.method.setup(device, trial.numerics.channels_last, trial.numerics.compile, self.total)
-        self.rng = torch.Generator(device).manual_seed(trial.seed)
+        self.rng = generator(training_seed(trial.seed), device)
         source = PairBatches if isinstance(self.data, PairSet) else BatchSource
         self.batches = source(self.data, trial.batch_size, self.rng)
         self.step = 0
@@ -382,9 +281,3 @@ class Trainer:
                 self.run_evaluation()
                 self.save()
         return TrainResult(self.step, means, self.evaluations, time.perf_counter() - start_time)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)

@@ -33,6 +33,7 @@ def run_crawl(config: CrawlConfig) -> dict:
     """Crawl in this process (once per process): the outcome, or BenchError when the crawl stopped."""
     from scrapy.crawler import CrawlerProcess
 
+    # Scrapy (and the spider on it) loads in the crawling subprocess only
     from scrapers.middlewares import NETWORK_ERROR, STOP_MESSAGE
     from scrapers.spider import MinifigSpider
 

@@ -141,7 +141,9 @@ def test_ray_refuses_a_local_store_for_a_remote_cluster(tmp_path):
 
 
 def test_ray_tasks_give_the_local_executors_records(tmp_path):
-    from bench.runner import Placement, RunOptions, run_trials
+    from bench.executors import Placement
+    from bench.runner import run_trials
+    from bench.runs import RunOptions
     from bench.suite import expand, load_suite
 
     ray = need_ray()

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.runner import RunOptions, run_trials, trial_dir
+from bench.runner import run_trials
+from bench.runs import RunOptions, trial_dir
 from bench.suite import expand, load_suite
 from bench.train import Trainer
 from tests.conftest import REPO, run_bench

@@ -41,6 +41,7 @@ def build(
     if which not in BUILDABLE:
         raise BenchError(f"cannot build '{which}': buildable datasets are {', '.join(BUILDABLE)} "
                          "(the others are read from the data root or downloaded)")
+    # loaded when the command runs (Scrapy, the dataset sources), not for every `bench` command
     from bench.data import default_data_root
     from scrapers.crawl import crawl_in_subprocess
     from scrapers.dataset_builder import build_datasets
@@ -66,6 +67,7 @@ def info(
     data_root: Path | None = typer.Option(None, help="Data root (default: $BENCH_DATA or ./data)."),
 ) -> None:
     """Counts, resolution and provenance of a dataset (others: count, shape and classes at native size)."""
+    # loaded when the command runs (Scrapy, the dataset sources), not for every `bench` command
     from bench.data import DATASETS, default_data_root
     from bench.data.lego import LEGO_DATASETS, describe_lego
 
@@ -102,6 +104,7 @@ def download(
     data_root: Path | None = typer.Option(None, help="Data root (default: $BENCH_DATA or ./data)."),
 ) -> None:
     """Fetch a dataset into the data root (needs internet; training never downloads)."""
+    # loaded when the command runs (Scrapy, the dataset sources), not for every `bench` command
     from bench.data import default_data_root
 
     root = data_root if data_root is not None else default_data_root()

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from bench.devices import resolve
 from bench.errors import BenchError
 
 
@@ -25,6 +26,7 @@ class Side:
 
 def parse_side(text: str) -> Side:
     """A registered name (no slash) is a dataset; `./name` forces a folder of that name."""
+    # loaded when FID is computed, not for every `bench` command
     from bench.data import DATASETS
 
     if text.startswith("runs:"):
@@ -43,22 +45,9 @@ def parse_side(text: str) -> Side:
                      f"(known: {', '.join(sorted(DATASETS))})")
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise BenchError(f"--device {name}: unknown device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchError(f"--device {name}: no CUDA GPU is visible; use --device cpu or auto")
-    return device
-
-
 def _folder_resolution(folder: str) -> int:
     """The smaller side of the folder's first readable image (unreadable ones are skipped when features are read)."""
+    # loaded when FID is computed, not for every `bench` command
     from bench.data.images import image_size
     from bench.metrics.reference import folder_files
 
@@ -73,6 +62,7 @@ def _progress():
     """Images through Inception, as a live line on a terminal (stderr); nothing in logs and pipes."""
     import sys
 
+    # loaded when FID is computed, not for every `bench` command
     from bench.progress import Console, StepProgress
 
     console = Console(sys.stderr)
@@ -127,6 +117,7 @@ def fid_command(
     """FID between a reference and an evaluated set of images, printed with its protocol."""
     import torch
 
+    # loaded when FID is computed, not for every `bench` command
     from bench.metrics import Reference, evaluate_generator, evaluate_images
 
     ref, fake = parse_side(a), parse_side(b)
@@ -137,9 +128,10 @@ def fid_command(
     if n is not None and n < 2:
         raise BenchError(f"--n {n}: FID needs at least 2 images per side")
     metrics = ["fid"] + ["kid"] * kid + ["prdc"] * prdc + ["is"] * (inception_score or inception_weights is not None)
-    dev = _device(device)
+    dev = resolve(device)
     trial: dict = {}
     if fake.kind == "run":
+        # loaded when FID is computed, not for every `bench` command
         from bench.checkpoint import load_sampler
 
         sample, trial = load_sampler(fake.value, device=dev)
@@ -164,6 +156,7 @@ def fid_command(
     elif fake.kind == "folder":
         result = evaluate_images(Path(fake.value), reference, n_fake=n, **common)
     else:
+        # loaded when FID is computed, not for every `bench` command
         from bench.data import load_dataset
         from bench.metrics.reference import subset_indices
 

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.metrics import METRICS, RELIABLE_N, EvalResult, ProgressCallback, Reference
-from bench.metrics.features import FeatureExtractor, Features, check_mode, sampler_batches, tensor_batches
+from bench.metrics.base import METRICS, RELIABLE_N, EvalResult, ProgressCallback, Reference
+from bench.metrics.features import (
+    FeatureExtractor,
+    Features,
+    check_mode,
+    file_batches,
+    sampler_batches,
+    tensor_batches,
+)
+from bench.metrics.frechet import covariance_factor, frechet_distance, gaussian_stats
 from bench.metrics.inception import FEATURE_DIM, load_feature_network
+from bench.metrics.inception_score import SPLITS, UNAVAILABLE, InceptionClassifier, inception_score
+from bench.metrics.kid import SUBSETS, kernel_inception_distance
+from bench.metrics.prdc import DC_K, PR_K, prdc
 from bench.metrics.reference import describe, folder_files, reference_stats, resolution_tag
 
 
@@ -26,6 +38,7 @@ def evaluate_generator(sample: Callable[[int], torch.Tensor], n_fake: int, refer
                        metrics: Sequence[str] = ("fid",), mode: str = "clean", device="cpu", batch_size: int = 50,
                        cache_dir: Path | None = None, inception_weights: Path | None = None,
                        progress: ProgressCallback | None = None) -> EvalResult:
+    """Metrics of `n_fake` images from `sample(k)` ((k, C, H, W) in [-1, 1]; the caller seeds it) vs `reference`."""
     if n_fake < 2:
         raise BenchError(f"n_fake={n_fake}: FID needs at least 2 generated images")
     return _evaluate(lambda: sampler_batches(sample, n_fake, batch_size), n_fake, reference, metrics, mode, device,
@@ -36,9 +49,9 @@ def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Se
                     mode: str = "clean", device="cpu", batch_size: int = 50, cache_dir: Path | None = None,
                     inception_weights: Path | None = None, n_fake: int | None = None,
                     progress: ProgressCallback | None = None) -> EvalResult:
+    """Metrics of a tensor of images in [-1, 1] (or uint8), or of an image folder (its first `n_fake` after a
+    seeded shuffle), vs `reference`."""
     if isinstance(fake, str | Path):
-        from bench.metrics.features import file_batches
-
         files = folder_files(Path(fake), n_fake)
         batches = lambda: file_batches(files, batch_size)  # noqa: E731
         total = len(files)
@@ -59,8 +72,6 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
     net, weights_sha = load_feature_network(device)
     classifier = None
     if "is" in metrics and inception_weights is not None:
-        from bench.metrics.inception_score import InceptionClassifier
-
         classifier = InceptionClassifier(inception_weights, device)
     need_feats = "kid" in metrics or "prdc" in metrics
     # the evaluated side first: when it is unusable, say so before the (possibly long) reference pass
@@ -82,9 +93,9 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
             warnings.append(f"{name}={count} < {RELIABLE_N}: FID is biased upward at this n; compare FIDs only at "
                             "equal n_real and n_fake, and prefer KID (unbiased at any n)")
     if "fid" in metrics:
-        values["fid"] = _fid(ref, fake)
+        values["fid"] = fid_against(ref, fake)
     if "kid" in metrics:
-        _kid(ref.feats, fake, values, protocol, unavailable)
+        add_kid(ref.feats, fake, values, protocol, unavailable)
     if "prdc" in metrics:
         _prdc(ref.feats, fake, values, protocol, unavailable)
     if "is" in metrics:
@@ -95,8 +106,9 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
 def evaluate_per_class(sample: Callable[[int, int], torch.Tensor], n_per_class: int, reference: Reference,
                        classes: Sequence[str], mode: str = "clean", device="cpu", batch_size: int = 50,
                        cache_dir: Path | None = None, progress: ProgressCallback | None = None) -> EvalResult:
-    from dataclasses import replace
-
+    """Intra-FID (Miyato & Koyama 2018; StudioGAN's "intra-class FID"): for each class c, the FID of
+    `n_per_class` images from `sample(c, k)` against the reference's images of class c; `intra_fid` is their mean,
+    `intra_fid/<class>` each one."""
     mode, device = check_mode(mode), torch.device(device)
     if n_per_class < 2:
         raise BenchError(f"n_per_class={n_per_class}: FID needs at least 2 images per class")
@@ -114,7 +126,7 @@ def evaluate_per_class(sample: Callable[[int, int], torch.Tensor], n_per_class: 
             continue
         fake = extractor(sampler_batches(lambda k, c=label: sample(c, k), n_per_class, batch_size),
                          _phase(progress, f"class {name}", n_per_class))
-        values[f"intra_fid/{name}"] = _fid(ref, fake)
+        values[f"intra_fid/{name}"] = fid_against(ref, fake)
         n_real[name] = ref.meta.get("n")
     per_class = list(values.values())
     if per_class and not unavailable:
@@ -134,10 +146,8 @@ def _phase(progress: ProgressCallback | None, phase: str, total: int) -> Callabl
     return None if progress is None else (lambda done: progress(phase, done, total))
 
 
-def _fid(ref, fake: Features) -> float:
+def fid_against(ref, fake: Features) -> float:
     """FID through the cheaper eigenproblem: the covariance factor of whichever side has fewer samples."""
-    from bench.metrics.frechet import covariance_factor, frechet_distance, gaussian_stats
-
     mu, sigma = gaussian_stats(fake.feats)
     n_ref = ref.feats.shape[0] if ref.feats is not None else None
     if n_ref is not None and n_ref < len(fake):
@@ -145,9 +155,7 @@ def _fid(ref, fake: Features) -> float:
     return frechet_distance(ref.mu, ref.sigma, mu, sigma, factor2=covariance_factor(fake.feats))
 
 
-def _kid(real: np.ndarray | None, fake: Features, values, protocol, unavailable) -> None:
-    from bench.metrics.kid import SUBSETS, kernel_inception_distance
-
+def add_kid(real: np.ndarray | None, fake: Features, values, protocol, unavailable) -> None:
     if real is None:
         unavailable["kid"] = "the reference statistics file has no features (feats); KID needs them"
     elif min(len(real), len(fake)) < 2:
@@ -166,8 +174,6 @@ def _kid(real: np.ndarray | None, fake: Features, values, protocol, unavailable)
 
 
 def _prdc(real: np.ndarray | None, fake: Features, values, protocol, unavailable) -> None:
-    from bench.metrics.prdc import DC_K, PR_K, prdc
-
     if real is None:
         unavailable["prdc"] = "the reference statistics file has no features (feats); PRDC needs them"
     elif min(len(real), len(fake)) <= max(PR_K, DC_K):
@@ -178,8 +184,6 @@ def _prdc(real: np.ndarray | None, fake: Features, values, protocol, unavailable
 
 
 def _inception_score(fake: Features, classifier, values, protocol, unavailable) -> None:
-    from bench.metrics.inception_score import SPLITS, UNAVAILABLE, inception_score
-
     if classifier is None:
         unavailable["is"] = UNAVAILABLE
     elif len(fake) < SPLITS:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.data.images import decode
 from bench.errors import BenchError
 from bench.metrics.inception import FEATURE_DIM, INPUT_SIZE
 
@@ -127,7 +128,6 @@ def file_batches(paths: list[Path], batch_size: int, skipped: list[Path] | None 
 
     Unreadable files (and decompression bombs) are skipped and logged, and appended to `skipped` if given.
     """
-    from bench.data.images import decode
 
     pending: list[np.ndarray] = []
     for path in paths:

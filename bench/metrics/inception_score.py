@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
+from bench.metrics.inception import file_sha256
 
 SPLITS = 10
 UNAVAILABLE = ("needs full Inception weights with the classifier head (default_1.pt has none); pass NVIDIA's "
@@ -29,7 +30,6 @@ class InceptionClassifier:
 
         import torch
 
-        from bench.metrics.inception import file_sha256
 
         path = Path(path)
         if not path.is_file():

@@ -18,6 +18,7 @@ import typer
 def _write_digits(folder: Path, split: str, n: int, resolution: int) -> None:
     from PIL import Image
 
+    # the metric machinery (torch, the Inception net) loads when the benchmark runs
     from bench.data import load_dataset
     from bench.metrics.features import to_uint8
 
@@ -33,6 +34,7 @@ def _clean_fid_extractor(net, mode: str):
     def extract(batch: torch.Tensor) -> torch.Tensor:  # clean-fid hands over 0..255 floats
         with torch.inference_mode():
             if mode == "legacy_tensorflow":  # clean-fid leaves the resize to the network in this mode
+                # the metric machinery (torch, the Inception net) loads when the benchmark runs
                 from bench.metrics.features import prepare
 
                 batch = prepare(batch, mode)
@@ -53,14 +55,15 @@ def perf_fid_command(
     the cache."""
     import torch
 
+    # the metric machinery (torch, the Inception net) loads when the benchmark runs
+    from bench.devices import resolve
     from bench.metrics import Reference, evaluate_images
-    from bench.metrics.cli import _device
     from bench.metrics.features import FeatureExtractor, check_mode
     from bench.metrics.inception import load_feature_network
     from bench.metrics.reference import reference_stats
 
     check_mode(mode)
-    dev = _device(device)
+    dev = resolve(device)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         _write_digits(root / "real", "train", n, resolution)

@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.data import load_dataset
+from bench.data.folder import IMAGE_SUFFIXES, list_images
 from bench.errors import BenchError
-from bench.metrics import ProgressCallback, Reference
+from bench.metrics.base import ProgressCallback, Reference
 from bench.metrics.cache import ReferenceStats, cached_stats, load_stats, stats_path
 from bench.metrics.features import FeatureExtractor, file_batches, tensor_batches
 from bench.metrics.frechet import gaussian_stats
@@ -56,8 +58,6 @@ def subset_indices(total: int, n: int | None) -> torch.Tensor | None:
 
 
 def folder_files(path: Path, n: int | None = None) -> list[Path]:
-    from bench.data.folder import IMAGE_SUFFIXES, list_images
-
     path = Path(path).expanduser()
     if not path.is_dir():
         raise BenchError(f"{path}: no such folder; give a folder of images, a dataset name or a .npz")
@@ -134,8 +134,6 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
             label += f"-{reference.domain}"
 
         def compute() -> ReferenceStats:
-            from bench.data import load_dataset
-
             data = load_dataset(reference.dataset, reference.resolution, reference.split, reference.data_root,
                                 **reference.options)
             images = data.domain(reference.domain or "b") if hasattr(data, "domain") else data.images

@@ -18,9 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.metrics import RELIABLE_N, EvalResult, ProgressCallback, Reference
+from bench.metrics.base import RELIABLE_N, EvalResult, ProgressCallback, Reference
+from bench.metrics.evaluate import add_kid, fid_against
 from bench.metrics.features import FeatureExtractor, check_mode, to_uint8
+from bench.metrics.frechet import frechet_distance, gaussian_stats
 from bench.metrics.inception import load_feature_network
+from bench.metrics.pixel import l1, psnr, ssim
 from bench.metrics.reference import describe, reference_stats, subset_indices
 
 HALVES_SEED = 0
@@ -32,8 +35,6 @@ def evaluate_translation(translate: Callable[[torch.Tensor, str], torch.Tensor],
                          metrics: tuple[str, ...] = ("fid",), progress: ProgressCallback | None = None) -> EvalResult:
     """`source` holds the test images of both domains ({"a", "b"}), `reference` names the dataset and split
     (each domain's statistics are cached apart); at most `n` source images are translated per direction."""
-    from bench.metrics.evaluate import _fid, _kid
-    from bench.metrics.pixel import l1, psnr, ssim
 
     mode, device = check_mode(mode), torch.device(device)
     net, sha = load_feature_network(device)
@@ -52,10 +53,10 @@ def evaluate_translation(translate: Callable[[torch.Tensor, str], torch.Tensor],
         translated = torch.cat([translate(chosen[i:i + batch_size], direction).cpu()
                                 for i in range(0, len(chosen), batch_size)])
         fake = extractor(_batches(translated, batch_size), _phase(progress, f"translations {direction}", len(chosen)))
-        values[f"fid_{direction}"] = _fid(refs[dst], fake)
+        values[f"fid_{direction}"] = fid_against(refs[dst], fake)
         if "kid" in metrics:
             kid: dict[str, float] = {}
-            _kid(refs[dst].feats, fake, kid, {}, unavailable)
+            add_kid(refs[dst].feats, fake, kid, {}, unavailable)
             values.update({f"kid_{direction}_{k.removeprefix('kid_')}": v for k, v in kid.items()})
         if paired:
             truth = source[dst] if idx is None else source[dst][idx]
@@ -73,7 +74,6 @@ def evaluate_translation(translate: Callable[[torch.Tensor, str], torch.Tensor],
 
 def baselines(feats_a: np.ndarray, feats_b: np.ndarray) -> dict[str, float]:
     """FID of two seeded halves of each domain, and of one domain against the other."""
-    from bench.metrics.frechet import frechet_distance, gaussian_stats
 
     def fid(x, y):
         return frechet_distance(*gaussian_stats(x), *gaussian_stats(y))

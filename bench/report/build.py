@@ -15,7 +15,8 @@ from bench.errors import BenchError
 from bench.report import display as D
 from bench.report import plots, render, tables
 from bench.report import translation as T
-from bench.report.records import curve_table, fetch_artifact, load_records, tidy_table
+from bench.report.canvas import Figure
+from bench.report.records import curve_table, fetch_artifact, is_translation, load_records, tidy_table
 from bench.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 
 FORMATS = ("html", "md", "tex", "csv")
@@ -46,7 +47,7 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
     tidy = tidy_table(records)
     curves = curve_table(records)
     everything = tables.trials_table(tidy, records.param_columns)
-    translating = T.is_translation(everything)
+    translating = is_translation(everything)
     trials, translation = everything[~translating], everything[translating]  # noise-to-image, image-to-image
     test = tables.suite_test(everything)
     final = tables.cell_summaries(trials, "fid_final")
@@ -217,7 +218,7 @@ def _best_notes() -> list[str]:
             "its final 200k)."]
 
 
-def _figures(records, tidy, curves, trials, everything, final, budget, out: Path) -> list[plots.Figure]:
+def _figures(records, tidy, curves, trials, everything, final, budget, out: Path) -> list[Figure]:
     """`trials`: the noise-to-image ones (FID figures); `everything`: with translation (curves and grids)."""
     seeded = everything[everything["study"].isna()]
     datasets = sorted(seeded["dataset"].unique())

@@ -21,6 +21,7 @@ def report_command(
                                             help="MLflow store [sqlite:///mlflow.db]"),
 ) -> None:
     """Tables (final and best FID, CIs, tests), plots and samples for each suite, from the MLflow records."""
+    # pandas, seaborn and MLflow load when a report is built, not for every `bench` command
     from bench.report.build import parse_formats, write_report
     from bench.report.records import list_suites
 

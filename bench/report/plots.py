@@ -5,58 +5,20 @@ seed, sample grids side by side, and the tuning-budget plot. Each function write
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
+from PIL import Image
 
-DPI = 100
+from bench.report.canvas import Figure, canvas, palette_for, save, slug
+from bench.report.records import is_translation, loss_order
+
 # What each loss name a method returns means, for the legends (an unknown name is shown as it is).
 LOSS_NAMES = {"loss_d": "discriminator / critic", "loss_g": "generator", "loss_class": "D's class loss (real)",
               "loss_info": "mutual information (InfoGAN)", "loss_gp": "gradient penalty", "loss_r1": "R1 penalty"}
-
-
-@dataclass(frozen=True)
-class Figure:
-    file: str  # relative to the report folder: figures/<name>.png
-    title: str
-    caption: str
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-") or "x"
-
-
-@contextmanager
-def _canvas(ncols: int, nrows: int, width: float, height: float, **kw):
-    import matplotlib
-    import seaborn as sns
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure as MplFigure
-
-    style = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.85),
-             "svg.hashsalt": "bench", "axes.prop_cycle": matplotlib.cycler(color=sns.color_palette("tab10"))}
-    with matplotlib.rc_context(style):
-        fig = MplFigure(figsize=(width * ncols, height * nrows), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
-        yield fig, axes
-
-
-def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
-
-
-def _palette(names: list[str]) -> dict[str, tuple]:
-    import seaborn as sns
-
-    colors = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))
-    return dict(zip(names, colors, strict=True))
 
 
 def smoothing_window(points_per_run: int) -> int:
@@ -66,9 +28,6 @@ def smoothing_window(points_per_run: int) -> int:
 
 def loss_curves(curves: pd.DataFrame, trials: pd.DataFrame, dataset: str, out: Path) -> Figure:
     """One panel per method: every loss it logged vs step, mean over finished seeds, band = min-max over seeds."""
-    import seaborn as sns
-
-    from bench.report.records import loss_order
 
     rows = trials.set_index("run_id")["row"]
     data = curves[(curves["dataset"] == dataset) & curves["study"].isna()].copy()
@@ -89,7 +48,7 @@ def loss_curves(curves: pd.DataFrame, trials: pd.DataFrame, dataset: str, out: P
     ncols = min(3, max(1, len(names)))
     nrows = max(1, -(-len(names) // ncols))
     file = f"figures/losses_{slug(dataset)}.png"
-    with _canvas(ncols, nrows, 4.2, 3.0) as (fig, axes):
+    with canvas(ncols, nrows, 4.2, 3.0) as (fig, axes):
         for ax, name in zip(axes.flat, names, strict=False):
             part = long[long["row"] == name]
             order = [label for label in shown.values() if (part["loss"] == label).any()]
@@ -109,7 +68,7 @@ def loss_curves(curves: pd.DataFrame, trials: pd.DataFrame, dataset: str, out: P
         for ax in axes.flat[len(names):]:
             ax.set_visible(False)
         fig.suptitle(f"Training losses on {dataset}")
-        _save(fig, out / file)
+        save(fig, out / file)
     smoothing = "no smoothing" if window == 1 else f"a trailing rolling mean over {window} logged values"
     caption = (f"Losses vs generator step on {dataset}, one panel per method, each loss the method returns "
                f"(discriminator and generator, and its own terms: class, information, penalties). Each logged "
@@ -121,16 +80,14 @@ def loss_curves(curves: pd.DataFrame, trials: pd.DataFrame, dataset: str, out: P
 
 
 def fid_vs_step(tidy: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Figure:
-    import seaborn as sns
-
     rows = trials.set_index("run_id")["row"]
     data = tidy[tidy["study"].isna() & tidy["fid"].notna()].copy() if "fid" in tidy else tidy.iloc[:0].copy()
     data["row"] = data["run_id"].map(rows)
     datasets = sorted(trials.loc[trials["study"].isna(), "dataset"].unique())
     names = sorted(data["row"].unique())
-    palette = _palette(names)
+    palette = palette_for(names)
     file = "figures/fid_vs_step.png"
-    with _canvas(min(2, max(1, len(datasets))), max(1, -(-len(datasets) // 2)), 5.5, 3.8) as (fig, axes):
+    with canvas(min(2, max(1, len(datasets))), max(1, -(-len(datasets) // 2)), 5.5, 3.8) as (fig, axes):
         for ax, dataset in zip(axes.flat, datasets, strict=False):
             part = data[data["dataset"] == dataset]
             if len(part):
@@ -145,7 +102,7 @@ def fid_vs_step(tidy: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Figure:
             ax.set_ylabel("FID (lower is better)")
         for ax in axes.flat[len(datasets):]:
             ax.set_visible(False)
-        _save(fig, out / file)
+        save(fig, out / file)
     caption = ("FID at each evaluation step: mean over seeds (line, markers), band = min-max over seeds. "
                "Failed trials contribute the evaluations they reached.")
     return Figure(file, "FID vs step", caption)
@@ -153,15 +110,13 @@ def fid_vs_step(tidy: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Figure:
 
 def fid_per_seed(trials: pd.DataFrame, summary: pd.DataFrame, out: Path) -> Figure:
     """Final FID of every finished seed (points) over a box per method; counts under each method's name."""
-    import seaborn as sns
-
     data = trials[trials["study"].isna() & (trials["outcome"] == "finished") & trials["fid_final"].notna()]
     datasets = sorted(summary["dataset"].unique())
     names = sorted(summary["row"].unique())
-    palette = _palette(names)
+    palette = palette_for(names)
     width = max(5.0, 1.2 * len(names))
     file = "figures/fid_final_per_seed.png"
-    with _canvas(1, max(1, len(datasets)), width, 3.6) as (fig, axes):
+    with canvas(1, max(1, len(datasets)), width, 3.6) as (fig, axes):
         for ax, dataset in zip(axes.flat, datasets, strict=False):
             part = data[data["dataset"] == dataset]
             order = [n for n in names if ((summary["row"] == n) & (summary["dataset"] == dataset)).any()]
@@ -183,7 +138,7 @@ def fid_per_seed(trials: pd.DataFrame, summary: pd.DataFrame, out: Path) -> Figu
             ax.set_title(dataset)
             ax.set_xlabel("")
             ax.set_ylabel("final FID")
-        _save(fig, out / file)
+        save(fig, out / file)
     caption = ("Final FID of each training seed (one point per seed) with its box per method. Under each "
                "name: n finished seeds with a value, and the trials left out (failed, incomplete, metric "
                "missing).")
@@ -194,8 +149,6 @@ def sample_grids(trials: pd.DataFrame, dataset: str, fetch: Callable[[str, str],
                  out: Path) -> Figure:
     """samples/final.png of each method side by side (its lowest finished seed); training draws every grid of
     a (suite, dataset) from the same latent batch, so the grids compare by eye."""
-    from PIL import Image
-
     part = trials[(trials["dataset"] == dataset) & trials["study"].isna() & (trials["outcome"] == "finished")]
     shown = []
     for name in sorted(part["row"].unique()):
@@ -206,7 +159,7 @@ def sample_grids(trials: pd.DataFrame, dataset: str, fetch: Callable[[str, str],
     ncols = min(5, max(1, len(shown)))
     nrows = max(1, -(-len(shown) // ncols))
     file = f"figures/samples_{slug(dataset)}.png"
-    with _canvas(ncols, nrows, 2.8, 3.0) as (fig, axes):
+    with canvas(ncols, nrows, 2.8, 3.0) as (fig, axes):
         for ax, (name, seed, image) in zip(axes.flat, shown, strict=False):
             if image is None:
                 ax.text(0.5, 0.5, "no samples/final.png", ha="center", va="center", transform=ax.transAxes)
@@ -218,8 +171,7 @@ def sample_grids(trials: pd.DataFrame, dataset: str, fetch: Callable[[str, str],
             ax.grid(False)
         for ax in axes.flat[len(shown):]:
             ax.set_visible(False)
-        _save(fig, out / file)
-    from bench.report.translation import is_translation
+        save(fig, out / file)
 
     caption = (f"Final samples on {dataset}, one grid per method (from its lowest finished seed). Every grid "
                f"comes from the same latent batch, fixed per (suite, dataset), so the grids compare by eye. "
@@ -236,13 +188,13 @@ def budget_plot(budget: pd.DataFrame, out: Path) -> Figure:
     """Lucic et al. (2018): minimum final FID found vs the number of tuning trials."""
     datasets = sorted(budget["dataset"].unique())
     groups = sorted({(s, label) for s, label in zip(budget["study"], budget["label"], strict=True)})
-    palette = _palette([f"{label} ({study})" for study, label in groups])
+    palette = palette_for([f"{label} ({study})" for study, label in groups])
     file = "figures/budget.png"
     finite_values = budget[["median_min_fid", "low", "high", "observed_min_fid"]].to_numpy(dtype=float)
     finite_values = finite_values[np.isfinite(finite_values)]
     low_end, high_end = (finite_values.min(), finite_values.max()) if finite_values.size else (0.0, 1.0)
     top = high_end + 0.05 * max(high_end - low_end, 1.0)  # where a band that reaches a failed trial ends
-    with _canvas(min(2, len(datasets)), -(-len(datasets) // 2), 5.5, 3.8) as (fig, axes):
+    with canvas(min(2, len(datasets)), -(-len(datasets) // 2), 5.5, 3.8) as (fig, axes):
         for ax, dataset in zip(axes.flat, datasets, strict=False):
             for study, label in groups:
                 part = budget[(budget["dataset"] == dataset) & (budget["study"] == study)
@@ -263,7 +215,7 @@ def budget_plot(budget: pd.DataFrame, out: Path) -> Figure:
             ax.legend(fontsize=8)
         for ax in axes.flat[len(datasets):]:
             ax.set_visible(False)
-        _save(fig, out / file)
+        save(fig, out / file)
     caption = ("Minimum final FID found vs number of hyperparameter trials (after Lucic et al. 2018). Solid: "
                "median, band: 95% interval of the minimum over k trials resampled with replacement (the "
                "bootstrap distribution, computed exactly); dashed: the minimum actually found over the first "

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.methods import METHODS
 
 # Training-curve metrics, logged every `log.every` steps: every loss a method returns (named loss_*, an open set:
 # loss_d, loss_g, loss_class, loss_info, loss_gp, loss_r1, ...) and the throughput. Every other metric is an
@@ -232,3 +233,8 @@ def fetch_artifact(tracking_uri: str, run_id: str, path: str, dst: Path) -> Path
     shutil.move(local, dst)
     shutil.rmtree(dst.parent / f".{run_id}", ignore_errors=True)
     return dst
+
+
+def is_translation(trials: pd.DataFrame) -> pd.Series:
+    tasks = {name: cls.task for name, cls in METHODS.items()}
+    return trials["method"].map(lambda m: tasks.get(m, "generation")).eq("translation")

@@ -10,26 +10,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.methods import METHODS
 from bench.report import display as D
 from bench.report import tables
-from bench.report.plots import Figure, _canvas, _palette, _save
+from bench.report.canvas import Figure, canvas, palette_for, save
 
 ARROWS = {"a2b": "A→B", "b2a": "B→A"}
 PAIRED = ("l1", "psnr", "ssim")
 
 
-def is_translation(trials: pd.DataFrame) -> pd.Series:
-    from bench.methods import METHODS
-
-    tasks = {name: cls.task for name, cls in METHODS.items()}
-    return trials["method"].map(lambda m: tasks.get(m, "generation")).eq("translation")
-
-
 def directions(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per translation trial and direction: column `dataset` is '<dataset> A→B', `fid` and `kid` the final
     values, `floor` / `nothing` the baselines for that direction (the target's two halves; A against B)."""
-    from bench.methods import METHODS
-
     rows = []
     for _, trial in trials.iterrows():
         method = METHODS.get(trial["method"])
@@ -108,9 +100,9 @@ def translation_plot(long: pd.DataFrame, out: Path) -> Figure:
     """Per dataset and direction: each seed's FID per method, between the two baseline lines."""
     columns = sorted(long["dataset"].unique())
     names = sorted(long["row"].unique())
-    palette = _palette(names)
+    palette = palette_for(names)
     file = "figures/translation_fid.png"
-    with _canvas(min(3, len(columns)), -(-len(columns) // 3), 4.0, 3.4) as (fig, axes):
+    with canvas(min(3, len(columns)), -(-len(columns) // 3), 4.0, 3.4) as (fig, axes):
         for ax, column in zip(axes.flat, columns, strict=False):
             part = long[(long["dataset"] == column) & long["fid"].notna()]
             order = [n for n in names if (part["row"] == n).any()]
@@ -129,7 +121,7 @@ def translation_plot(long: pd.DataFrame, out: Path) -> Figure:
             ax.legend(fontsize=7)
         for ax in axes.flat[len(columns):]:
             ax.set_visible(False)
-        _save(fig, out / file)
+        save(fig, out / file)
     caption = ("Translation FID of each seed (points; bar: mean), per dataset and direction, between the baselines "
                "of the data alone: dashed, real against real (the target domain's two halves); dotted, the "
                "untranslated source against the target.")

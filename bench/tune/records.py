@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bench.tracking import import_mlflow
+
 
 def parent_run(uri: str | None, experiment: str, study: str, params: dict[str, Any]) -> str | None:
     """The id of the study's parent run, created by the first worker (the earliest one wins a race)."""
     if uri is None:
         return None
-    from bench.tracking import _import_mlflow
-
-    _import_mlflow()
+    import_mlflow()
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 

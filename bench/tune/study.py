@@ -16,20 +16,32 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import optuna
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from bench.batches import DataCache
 from bench.errors import BenchError, Interrupted
+from bench.runs import Outcome, RunOptions, read_status, trial_dir, trial_lock
+from bench.streams import tpe_seed
 from bench.suite import DatasetSpec, MethodSpec, Suite, make_trial
+from bench.tracking import reason
+from bench.train import TrialPruned, total_steps
+from bench.trial import run_trial
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +80,6 @@ class StudySettings:
 
 def quiet_optuna():
     """Optuna's own log lines and experimental-feature warnings off: bench says how each trial went."""
-    import warnings
-
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
@@ -82,9 +90,6 @@ def open_storage(text: str | None):
     quiet_optuna()
     text = text or DEFAULT_STORAGE
     if "://" not in text:  # a journal file: several processes on one machine
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
         path = Path(text).expanduser()
         if path.exists() and path.is_dir():
             raise BenchError(f"--storage {text}: is a folder; give a journal file path, or a database URL")
@@ -92,7 +97,6 @@ def open_storage(text: str | None):
             raise BenchError(f"--storage {text}: the folder {path.parent} does not exist")
         return JournalStorage(JournalFileBackend(str(path))), str(path)
     shown = _redacted(text)
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     def connect():
         return RDBStorage(text, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS,
@@ -111,8 +115,6 @@ def open_storage(text: str | None):
         raise BenchError(f"--storage {shown}: its database driver is not installed ({err.name}); PostgreSQL needs "
                          "psycopg2 (`uv sync` installs it)") from None
     except Exception as err:  # sqlalchemy.exc.ArgumentError, OperationalError, optuna's own
-        from bench.tracking import reason
-
         raise BenchError(f"--storage {shown}: cannot open it ({reason(err)}); give sqlite:///FILE.db, a journal "
                          "file path, or postgresql+psycopg2://USER@HOST/DB") from None
     return storage, shown
@@ -126,7 +128,6 @@ def _engine_kwargs(url: str) -> dict:
 
 def _redacted(url: str) -> str:
     """A URL as it may be printed and recorded: no password."""
-    from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
     if parts.password:
@@ -139,14 +140,13 @@ def make_sampler(seed: int):
     """TPE whose random stream is seeded by (seed, trial number): a study run alone proposes the same parameters
     every time, and workers running at once propose different ones (one shared seed would make their random
     start-up trials identical)."""
-    import optuna
 
     class TrialSeededTPE(optuna.samplers.BaseSampler):
         def __init__(self):
             self.inner = optuna.samplers.TPESampler(seed=seed)
 
         def before_trial(self, study, trial):
-            self.inner = optuna.samplers.TPESampler(seed=(seed * 1_000_003 + trial.number) % 2**32)
+            self.inner = optuna.samplers.TPESampler(seed=tpe_seed(seed, trial.number))
             self.inner.before_trial(study, trial)
 
         def infer_relative_search_space(self, study, trial):
@@ -167,7 +167,6 @@ def make_sampler(seed: int):
 def make_pruner(kind: str, eval_every: int, total_steps: int, startup_trials: int = 5):
     """Median (Optuna's default rule: stop a trial whose intermediate value is worse than the median of earlier
     trials at that step, once `startup_trials` have finished) or Hyperband (Li et al. 2018; resource = steps)."""
-    import optuna
 
     if kind == "none":
         return optuna.pruners.NopPruner()
@@ -179,14 +178,11 @@ def make_pruner(kind: str, eval_every: int, total_steps: int, startup_trials: in
 
 def load_or_create(settings: StudySettings, storage, pruner):
     """The study by name: created with its identity, or resumed when that identity matches (one line if not)."""
-    import optuna
 
     try:
         study = optuna.create_study(study_name=settings.name, storage=storage, direction="minimize",
                                     sampler=make_sampler(settings.seed), pruner=pruner, load_if_exists=True)
     except Exception as err:
-        from bench.tracking import reason
-
         raise BenchError(f"study '{settings.name}': the storage refused it ({reason(err)})") from None
     recorded = {k: study.user_attrs.get(f"bench.{k}") for k in settings.identity()}
     if not any(recorded.values()):
@@ -224,10 +220,10 @@ class Worker:
 
     suite: Suite
     settings: StudySettings
-    options: Any  # bench.runner.RunOptions
+    options: RunOptions
     console: Any
     say: Callable[[str], None]
-    data: Any  # bench.preflight.DataCache, shared by the study's trials
+    data: DataCache  # shared by the study's trials
     parent_run_id: str | None = None
     owner: str | None = None  # the worker's name under `bench tune --parallel/--executor ray`
     should_stop: Callable[[], bool] = bool  # Ctrl-C was pressed: the running trial checkpoints and stops
@@ -235,11 +231,6 @@ class Worker:
     failed_in_a_row: int = 0
 
     def objective(self, trial) -> float:
-        import optuna
-
-        from bench.runner import Outcome, run_trial
-        from bench.train import TrialPruned
-
         self._give_way_if_full(trial)
         point = {name: dist.suggest(trial, name) for name, dist in sorted(self.settings.space.items())}
         bench_trial = make_trial(self.suite, self.settings.method, self.settings.dataset, self.settings.seed, point)
@@ -251,7 +242,6 @@ class Worker:
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
         key = intermediate_key(self.settings.objective)
-        from bench.train import total_steps
 
         last = total_steps(bench_trial, len(self.data.get(bench_trial)))
 
@@ -262,7 +252,7 @@ class Worker:
             if step < last and trial.should_prune():  # at the last step the trial is done: nothing to save
                 raise TrialPruned(step, f"{key} {values[key]:.2f} at step {step}: the pruner stopped it", values)
 
-        options = _replace(self.options, extra_tags=tags, on_evaluation=report, resume_pruned=False)
+        options = replace(self.options, extra_tags=tags, on_evaluation=report, resume_pruned=False)
         prefix = f"[{self.settings.name} #{trial.number}]"
         self.say(f"{prefix} " + " ".join(f"{k}={_short(v)}" for k, v in point.items()))
         # wait=True: a proposal another worker is already training (the same parameters) is waited for, not redone
@@ -287,7 +277,6 @@ class Worker:
 
     def _give_way_if_full(self, trial) -> None:
         """Exactly `trials` trials: a proposal numbered after the study is full (a race between workers) is not run."""
-        from optuna.trial import TrialState
 
         ahead = study_trials(trial.study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
                                            TrialState.WAITING))
@@ -304,16 +293,7 @@ def _evaluations(outcome, bench_trial, options) -> list[dict]:
     """A trial's evaluations: from this run, or from status.json when it had finished before."""
     if "evaluations" in outcome.details:
         return outcome.details["evaluations"]
-    from bench.runner import trial_dir
-
-    path = trial_dir(bench_trial, options.runs_root) / "status.json"
-    return json.loads(path.read_text()).get("evaluations", [])
-
-
-def _replace(options, **changes):
-    from dataclasses import replace
-
-    return replace(options, **changes)
+    return read_status(trial_dir(bench_trial, options.runs_root)).get("evaluations", [])
 
 
 def _short(value: Any) -> str:
@@ -325,11 +305,6 @@ def retry_lost_trials(study, runs_root: Path, suite: str, say: Callable[[str], N
     process lost its worker; fail it and queue its parameters again (the retry resumes from the checkpoint).
     `owner`: a worker of `bench tune --parallel/--executor ray` that died; its running trial is retried on any
     storage (a database's heartbeats would do it only after their grace period)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from bench.runner import trial_lock
-
     if owner is None and isinstance(study._storage, optuna.storages.RDBStorage):  # heartbeats do this there
         return
     for frozen in study_trials(study, (TrialState.RUNNING,)):

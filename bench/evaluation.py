@@ -1,0 +1,116 @@
+"""The evaluation callback the training loop calls (metrics at a step, logged with their protocol) and the summary
+of a finished trial's evaluations (final and best FID, and the like) in its MLflow run."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from bench.metrics import Reference, evaluate_generator, evaluate_per_class
+from bench.metrics.translation import evaluate_translation
+from bench.progress import Console, StepProgress
+from bench.runs import RunOptions
+from bench.streams import evaluation_seed, generator, intra_fid_seed
+from bench.suite import Trial
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()  # evaluation warnings are the same for every trial of a suite: say each once
+
+
+def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOptions, console: Console | None = None,
+                   name: str = "", held_out=None):
+    """The closure the loop calls at each evaluation step: metrics from bench.metrics, logged with protocol."""
+    spec = trial.eval
+    if spec.reference_stats:
+        reference = Reference(dataset=f"stats:{spec.reference_stats}", resolution=trial.resolution)
+    else:
+        reference = Reference(dataset=trial.dataset.name, split=spec.reference_split, resolution=trial.resolution,
+                              n=spec.n_real, options=dict(trial.dataset.options), data_root=options.data_root)
+    weights = Path(spec.inception_weights) if spec.inception_weights else None
+
+    def evaluate(method, step: int) -> dict[str, float]:
+        bars: dict[str, StepProgress] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if console is not None:
+                bar = bars.setdefault(phase, StepProgress(console, f"{name} step {step}, {phase}", total, "images"))
+                bar.update(done)
+
+        values: dict[str, float] = {}
+        metrics = [m for m in spec.metrics if m != "intra_fid"]
+        if method.task == "translation":
+            result = evaluate_translation(method.translate, method.directions, {"a": held_out.a, "b": held_out.b},
+                                          held_out.paired, reference, n=spec.n_fake, mode=spec.mode, device=device,
+                                          cache_dir=options.cache_dir, metrics=tuple(metrics), progress=progress)
+            values.update(_record(result, tracker, step))
+            metrics = []
+        if metrics:
+            rng = generator(evaluation_seed(trial.seed), device)  # the same latents at every evaluation
+            result = evaluate_generator(lambda n: method.sample(n, rng), spec.n_fake, reference, metrics=metrics,
+                                        mode=spec.mode, device=device, cache_dir=options.cache_dir,
+                                        inception_weights=weights, progress=progress)
+            values.update(_record(result, tracker, step))
+        if "intra_fid" in spec.metrics:
+            values.update(_intra_fid(method, trial, reference, tracker, step, device, options, progress))
+        if options.on_evaluation is not None:
+            options.on_evaluation(step, values)
+        return values
+
+    return evaluate
+
+
+def _record(result, tracker, step: int) -> dict[str, float]:
+    """Log an evaluation's values with its protocol, warnings (each said once) and what was unavailable."""
+    for message in result.warnings:
+        if message not in _warned:
+            log.warning("%s", message)
+            _warned.add(message)
+    if tracker is not None:
+        tracker.log_metrics(result.values, step=step)
+        tracker.set_tags({f"eval.{k}": v for k, v in result.protocol.items()})
+        if result.unavailable:
+            tracker.set_tags({f"eval.unavailable.{k}": v for k, v in result.unavailable.items()})
+        if result.warnings:
+            tracker.set_tags({"eval.warnings": " | ".join(result.warnings)})
+    return dict(result.values)
+
+
+def _intra_fid(method, trial: Trial, reference, tracker, step: int, device, options: RunOptions,
+               progress) -> dict[str, float]:
+    """Per-class FID of a conditional method; for others it is recorded as unavailable, with the reason."""
+    if not getattr(method, "conditional", False) or reference.dataset.startswith("stats:"):
+        why = ("the method is not conditional" if not getattr(method, "conditional", False) else
+               "eval.reference_stats holds no per-class statistics")
+        if tracker is not None:
+            tracker.set_tags({"eval.unavailable.intra_fid": why})
+        return {}
+    rng = generator(intra_fid_seed(trial.seed), device)  # the same latents at every evaluation
+
+    def sample(label: int, n: int) -> torch.Tensor:
+        return method.sample(n, rng, labels=torch.full((n,), label, dtype=torch.long))
+
+    classes = list(method.shape.classes) or [str(c) for c in range(method.shape.n_classes)]
+    result = evaluate_per_class(sample, trial.eval.n_per_class, reference, classes, mode=trial.eval.mode,
+                                device=device, cache_dir=options.cache_dir, progress=progress)
+    return _record(result, tracker, step)
+
+
+def log_summary(tracker, evaluations: list[dict]) -> None:
+    if not evaluations:
+        return
+    final = evaluations[-1]
+    summary: dict[str, float] = {}
+    if "fid" in final:
+        best = min((e for e in evaluations if "fid" in e), key=lambda e: (e["fid"], e["step"]))
+        summary.update(fid_final=final["fid"], fid_best=best["fid"], fid_best_step=best["step"])
+        tracker.set_tags({"eval.best_step": best["step"], "eval.final_step": final["step"]})
+    if "kid_mean" in final:
+        summary["kid_final"] = final["kid_mean"]
+    if "intra_fid" in final:
+        summary["intra_fid_final"] = final["intra_fid"]
+    for name in ("fid_a2b", "fid_b2a", "kid_a2b_mean", "kid_b2a_mean", "l1_a2b", "psnr_a2b", "ssim_a2b"):
+        if name in final:  # translation: each direction's final value
+            summary[f"{name.removesuffix('_mean')}_final"] = final[name]
+    tracker.log_metrics(summary, step=final["step"])

@@ -1,0 +1,134 @@
+"""What every executor shares: where a job may run (a Slot: its GPU and CPU threads, planned by one rule), what a
+job gets there (a Context) and what a job is (Job: run somewhere, and told in the parent when its worker died).
+
+A job is picklable: the processes and Ray executors send it to a worker. It runs there as `job(ctx)` and returns
+a picklable result, or raises Interrupted when Ctrl-C stopped it (after putting its work in order). In the parent,
+`job.lost(why)` gives the result of a job whose worker died, and `job.follow_up(result)` a job to run once the
+queue is empty (a trial another process was training, to wait for; a tune worker whose study is still short).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bench import devices
+from bench.errors import BenchError
+from bench.progress import Console, duration
+
+
+@dataclass
+class Placement:
+    """Where jobs run: `local` one after another here; `parallel` in `parallel` worker processes (`per_gpu` of them
+    on each GPU); `ray` as Ray tasks on the cluster at `address` (`parallel`: how many, where that is a choice)."""
+
+    executor: str = "local"  # local | parallel | ray
+    parallel: int | None = None  # None: 1 here; with Ray, as many as the cluster has slots
+    per_gpu: int = 1
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class Slot:
+    device: str | None  # cuda:N for a GPU slot ("cuda" on Ray, which picks the GPU); None: the job's own device
+    threads: int | None  # torch intra-op threads on the CPU; None: PyTorch's default
+
+
+@dataclass
+class Context:
+    """What a job gets where it runs."""
+
+    slot: Slot
+    say: Callable[[str], None]  # a permanent line (in a worker process it travels through the parent)
+    console: Console  # for progress lines
+    should_stop: Callable[[], bool]  # Ctrl-C was pressed: checkpoint after this step and stop
+    cache: dict[str, Any] = field(default_factory=dict)  # shared by the jobs one worker runs (datasets)
+
+
+class Job(Protocol):
+    name: str  # how lines about the job start
+
+    def __call__(self, ctx: Context) -> Any: ...
+
+    def lost(self, why: str, say: Callable[[str], None]) -> Any: ...
+
+    def follow_up(self, result: Any) -> Job | None: ...
+
+
+class Executor(Protocol):
+    def __enter__(self) -> Executor: ...
+
+    def __exit__(self, *exc) -> None: ...
+
+    def capacity(self) -> int:
+        """How many jobs run at once."""
+        ...
+
+    def run(self, jobs: list[Job], on_result: Callable[[Job, Any], None], stop_requested: Callable[[], bool],
+            status: Callable[[], None] | None = None) -> list[str]:
+        """Run every job (and their follow-ups), calling `on_result(job, result)` in the parent as each ends;
+        returns what the jobs that Ctrl-C stopped said (empty when none was). `status`, when given, is called
+        every second or so instead of the executor's own done/running/queued line."""
+        ...
+
+
+def plan_slots(parallel: int | None, per_gpu: int, device: str | None, device_names: set[str]) -> list[Slot]:
+    """N slots over the GPUs (K per GPU) when the jobs train on CUDA, else over the CPU cores (cores / N threads
+    each). A device named `cuda:N` (by --device, or by every trial) confines the slots to that GPU."""
+    parallel = parallel or 1
+    if parallel < 1:
+        raise BenchError(f"--parallel {parallel}: give the number of trials to run at once (1 or more)")
+    if per_gpu < 1:
+        raise BenchError(f"--per-gpu {per_gpu}: give how many trials share one GPU (1 or more)")
+    names = {device} if device else set(device_names)
+    if any(devices.trains_on_cuda(n) for n in names):
+        named = {n for n in names if n.startswith("cuda:")}
+        gpus = devices.gpu_indices(next(iter(named))) if len(named) == 1 and len(names) == 1 else \
+            devices.gpu_indices("cuda")
+        if parallel > len(gpus) * per_gpu:
+            shown = f"GPU {gpus[0]} alone" if len(named) == 1 and len(names) == 1 else f"{len(gpus)} GPUs"
+            raise BenchError(f"--parallel {parallel} with --per-gpu {per_gpu} needs {-(-parallel // per_gpu)} GPUs; "
+                             f"the trials have {shown}: use --per-gpu {-(-parallel // max(len(gpus), 1))} or a "
+                             "smaller --parallel")
+        return [Slot(f"cuda:{gpus[i // per_gpu]}", None) for i in range(parallel)]
+    return [Slot(None, devices.threads_per_slot(parallel)) for _ in range(parallel)]
+
+
+def slot_device(slot: Slot, name: str, override: str | None) -> str | None:
+    """The device a job's trial trains on in `slot`: a GPU slot takes a trial that trains on CUDA without a GPU
+    index of its own (`cuda` or `auto`); otherwise the --device override, if any, stands (a trial's own `cuda:N`
+    is where plan_slots put its slots)."""
+    chosen = override or name
+    if slot.device is not None and chosen in ("cuda", "auto"):
+        return slot.device
+    return override
+
+
+class JobCounter:
+    """The executor's own status: done / running / queued and an ETA from the mean duration so far; on a terminal a
+    live line, in a log a line whenever another job has ended."""
+
+    def __init__(self, console: Console, label: str, total: int, live: bool | None = None):
+        self.console, self.label, self.total = console, label, total
+        self.live = console.live if live is None else live
+        self.done, self.durations, self._said = 0, [], 0
+
+    def ended(self, seconds: float) -> None:
+        self.done += 1
+        self.durations.append(seconds)
+
+    def show(self, running: list[float], queued: int, slots: int) -> None:
+        """`running`: the start times (perf_counter) of the running jobs."""
+        text = f"{self.label}: {self.done}/{self.total} done, {len(running)} running, {queued} queued"
+        if self.durations:
+            mean = sum(self.durations) / len(self.durations)
+            now = time.perf_counter()
+            ahead = sum(max(0.0, mean - (now - started)) for started in running)
+            text += f", ETA {duration((queued * mean + ahead) / max(slots, 1))}"
+        if self.live:
+            self.console.status(text)
+        elif self.done != self._said:
+            self._said = self.done
+            self.console.say(text)

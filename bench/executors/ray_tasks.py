@@ -1,0 +1,147 @@
+"""The Ray executor (`--executor ray [--address ADDR] [--per-gpu K]`): every job a Ray core task.
+
+- A task asks for 1 CPU and, when the jobs train on CUDA, 1/K of a GPU (`--per-gpu K` puts K on one GPU; Ray's
+  resources are scheduling labels, so each must keep to its share of the GPU's memory). CPU tasks compute with one
+  thread unless --threads says otherwise.
+- No retries by Ray: a worker that dies costs only its job, whose `lost` says what that means.
+- The workers write the records themselves, so the tracking store must be reachable from them: with a cluster
+  given by `--address`, a local SQLite file or folder is refused (start an MLflow server, pass its http:// URI);
+  the runs folder must be shared storage too (the same path on every node).
+- Without `--address`, a local Ray instance is started with this machine's CPUs and stopped at the end.
+Ray is an optional extra (`uv sync --extra ray`), imported only here, when an executor is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench import devices
+from bench.errors import BenchError, Interrupted
+from bench.executors.base import Context, Job, JobCounter, Placement, Slot
+from bench.progress import Console
+
+
+def import_ray():
+    """The ray module, or one line saying how to install it."""
+    # Ray's `uv run` hook (read when Ray is imported) would make every worker `uv run` an environment of its own,
+    # without this extra and so without Ray, and upload the working folder: bench's workers use the interpreter of
+    # their node, which has bench installed
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    try:
+        import ray
+    except ImportError:
+        raise BenchError("--executor ray needs Ray, an optional extra: run `uv sync --extra ray` (or pip install "
+                         "'ray>=2.40'), then the same command") from None
+    return ray
+
+
+def is_local_address(address: str | None) -> bool:
+    """Whether a Ray address is this machine (or a Ray instance started here)."""
+    return address is None or address in ("auto", "local") or any(h in address for h in ("127.0.0.1", "localhost"))
+
+
+def check_remote_store(address: str | None, tracking_uri: str | None) -> None:
+    """Workers on other machines write the records: a local store is refused in one line."""
+    uri = tracking_uri or ""
+    if not is_local_address(address) and not uri.startswith(("http://", "https://")):
+        raise BenchError(f"--executor ray --address {address}: the workers on other machines cannot write to the "
+                         f"tracking store '{uri or 'none'}' of this one; start an MLflow server "
+                         "(`mlflow server --host 0.0.0.0`) and pass --tracking-uri http://HOST:5000")
+
+
+def _run_task(job: Job, slot: Slot) -> tuple[str, Any]:
+    """Runs on a Ray worker: the job, and ("result", value) or ("interrupted", what it said) back."""
+    console = Console(live=False, milestones=False)
+    try:
+        return "result", job(Context(slot, console.say, console, bool))
+    except Interrupted as stop:
+        return "interrupted", str(stop)
+    except KeyboardInterrupt:  # ray.cancel between two steps of the job's own
+        return "interrupted", f"{job.name}: cancelled"
+
+
+class RayExecutor:
+    def __init__(self, placement: Placement, device: str | None, device_names: set[str], console: Console,
+                 tracking_uri: str | None = None):
+        self.ray = import_ray()
+        check_remote_store(placement.address, tracking_uri)
+        if placement.per_gpu < 1:
+            raise BenchError(f"--per-gpu {placement.per_gpu}: give how many trials share one GPU (1 or more)")
+        self.address, self.per_gpu, self.console = placement.address, placement.per_gpu, console
+        names = {device} if device else set(device_names)
+        self.on_cuda = any(devices.trains_on_cuda(n) for n in names)
+        self.started_here = False
+
+    def __enter__(self) -> RayExecutor:
+        ray = self.ray
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+            except (ConnectionError, ValueError, RuntimeError) as err:
+                raise BenchError(f"--executor ray: cannot reach the Ray cluster at {self.address or 'local'} "
+                                 f"({str(err).splitlines()[0][:200]}); start it with `ray start --head` or drop "
+                                 "--address for a local one") from None
+            self.started_here = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started_here:
+            self.ray.shutdown()
+            self.started_here = False
+
+    def capacity(self) -> int:
+        """The cluster's slots: GPUs x K for CUDA jobs, else its CPUs."""
+        resources = self.ray.cluster_resources()
+        slots = int(resources.get("GPU", 0) * self.per_gpu) if self.on_cuda else int(resources.get("CPU", 1))
+        return max(slots, 1)
+
+    def run(self, jobs: list[Job], on_result: Callable[[Job, Any], None], stop_requested: Callable[[], bool],
+            status: Callable[[], None] | None = None) -> list[str]:
+        ray = self.ray
+        task = ray.remote(num_cpus=1, num_gpus=(1.0 / self.per_gpu) if self.on_cuda else 0, max_retries=0)(_run_task)
+        slot = Slot("cuda" if self.on_cuda else None, 1)  # Ray picks the GPU (the task's cuda:0); one CPU thread
+        slots = self.capacity()
+        running: dict = {}
+        queue = list(jobs)
+        counter = JobCounter(self.console, "ray", len(jobs), live=False)  # Ray's own lines come between
+        stopped: list[str] = []
+        cancelled = False
+        while queue or running:
+            if stop_requested() and not cancelled:
+                cancelled = True
+                queue.clear()  # nothing new starts; the running ones are asked to stop
+                for ref in running:
+                    ray.cancel(ref)  # a KeyboardInterrupt in the task: it checkpoints what it has
+            while queue:  # Ray queues tasks itself; submitting all at once lets it fill the cluster
+                job = queue.pop(0)
+                running[task.remote(job, slot)] = (job, time.perf_counter())
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            for ref in ready:
+                job, started = running.pop(ref)
+                try:
+                    kind, value = ray.get(ref)
+                except ray.exceptions.TaskCancelledError:
+                    kind, value = "interrupted", f"{job.name}: cancelled"
+                except ray.exceptions.RayError as err:  # the worker died (WorkerCrashedError, OOM, node lost)
+                    reason = str(err).strip().splitlines()[0][:200]
+                    kind, value = "result", job.lost(f"its Ray worker died ({type(err).__name__}: {reason})",
+                                                     self.console.say)
+                if kind == "interrupted":
+                    stopped.append(value)
+                    continue
+                if (follow := job.follow_up(value)) is not None:
+                    if not stop_requested():
+                        queue.append(follow)
+                    continue
+                counter.ended(time.perf_counter() - started)
+                on_result(job, value)
+                if status is None:  # Ray queues what it has no slot for: the first `slots` are running
+                    starts = [s for _, s in running.values()]
+                    counter.show(starts[:slots], len(starts[slots:]) + len(queue), slots)
+            if status is not None:
+                status()
+        self.console.done()
+        return stopped

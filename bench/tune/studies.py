@@ -1,0 +1,204 @@
+"""What `bench tune` does once its flags are parsed: the studies of a command (one method, or every method of a
+suite with equal budgets), each run by its workers (bench.tune.workers on bench.executors), and `--export`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import typer
+
+from bench.data import DATASETS
+from bench.errors import BenchError, Interrupted
+from bench.executors import Placement, make_executor
+from bench.interrupts import ctrl_c_stops_training
+from bench.methods import METHODS, get_method
+from bench.progress import Console
+from bench.runner import prepare
+from bench.runs import RunOptions
+from bench.space import describe, method_space
+from bench.suite import DatasetSpec, MethodSpec, load_raw, load_suite, make_trial
+from bench.tracking import resolve_tracking_uri
+from bench.train import total_steps
+from bench.tune.export import export_suite
+from bench.tune.records import close_parent, parent_run
+from bench.tune.study import StudySettings, counts, load_or_create, make_pruner, open_storage
+from bench.tune.workers import StudyProgress, TuneJob, check_shared_storage
+
+# Without --suite, a study uses the quickstart's protocol: digits at 16 px, 25 epochs, FID and KID of 128 samples
+# against 512 training images, evaluated every 110 steps so the pruner has intermediate values to compare.
+DEFAULT_BASE = {
+    "name": "tune", "methods": ["dcgan"], "datasets": ["digits"], "seeds": [0], "resolution": 16,
+    "batch_size": 64, "budget": {"epochs": 25},
+    "eval": {"every": 110, "n_fake": 128, "n_real": 512, "metrics": ["fid", "kid"]},
+    "log": {"every": 10, "samples_every": 1000, "checkpoint_every": 110},
+}
+
+
+def tune(method: str | None, suite: Path | None, dataset: str | None, trials: int | None, storage: str | None,
+         study: str | None, per_method: bool, export: Path | None, export_seeds: int, objective: str | None,
+         pruner: str | None, seed: int, set_: list[str], device: str | None, data_root: Path | None, runs_dir: Path,
+         tracking_uri: str | None, threads: int | None, placement: Placement) -> None:
+    if trials is not None and trials < 1:
+        raise BenchError(f"--trials {trials}: a study needs at least 1 trial")
+    if export_seeds < 1:
+        raise BenchError(f"--export-seeds {export_seeds}: at least 1 seed")
+    for value, allowed, flag in ((objective, ("fid_final", "fid_best", "kid_final"), "--objective"),
+                                 (pruner, ("median", "hyperband", "none"), "--pruner")):
+        if value is not None and value not in allowed:
+            raise BenchError(f"{flag} {value}: use one of {', '.join(allowed)}")
+    if per_method == (method is not None):
+        raise BenchError("name one method to tune (`bench tune wgan`), or give --per-method with --suite")
+    base = load_suite(suite, set_) if suite else load_raw(
+        {**DEFAULT_BASE, "methods": [method or "dcgan"]}, set_, "the default protocol (bench tune without --suite)")
+    specs = base.methods if per_method else [_method(base, method)]
+    n = trials or base.tune.trials
+    if n is None and export is None:
+        raise BenchError("--trials N: how many trials the study should hold (or tune.trials in the suite)")
+    studies = []
+    for spec in specs:
+        label = spec.label or spec.name
+        data = _dataset(base, spec, dataset)
+        name = (f"{study}-{label}" if per_method else study) if study else f"{base.name}-{label}-{data.name}"
+        studies.append(_settings(base, spec, data, name, n or 0, objective, pruner, seed))
+    optuna_storage, shown = open_storage(storage)
+    if n is None:  # export an existing study without running it
+        for settings in studies:
+            _export(base, settings, optuna_storage, export, export_seeds)
+        return
+    run_studies(base, studies, optuna_storage, shown, storage, device, data_root, runs_dir, tracking_uri, threads,
+                placement)
+    if export is not None:
+        for settings in studies:
+            out = export if len(studies) == 1 else export.with_name(f"{export.stem}-{settings.label}{export.suffix}")
+            _export(base, settings, optuna_storage, out, export_seeds)
+
+
+def _method(base, name: str):
+    for spec in base.methods:
+        if name in (spec.label, spec.name):
+            return spec
+    if name not in METHODS:
+        raise BenchError(f"unknown method '{name}'; known: {', '.join(sorted(METHODS))}")
+    return MethodSpec(name=name)
+
+
+def _dataset(base, spec, name: str | None):
+    allowed = [d for d in base.datasets if spec.datasets is None or d.name in spec.datasets]
+    if name is None:
+        return allowed[0]
+    for d in allowed:
+        if d.name == name:
+            return d
+    if name not in DATASETS:
+        raise BenchError(f"--dataset {name}: unknown dataset; known: {', '.join(sorted(DATASETS))}")
+    return DatasetSpec(name=name)
+
+
+def _settings(base, spec, data, name, n, objective, pruner, seed):
+    label = spec.label or spec.name
+    overrides = {**base.tune.space, **base.tune.spaces.get(label, {})}
+    space = method_space(spec.name, get_method(spec.name).Hyper, overrides, "tune.space")
+    return StudySettings(name=name, method=spec, dataset=data, trials=n, objective=objective or base.tune.objective,
+                         pruner=pruner or base.tune.pruner, seed=seed, space=space)
+
+
+def run_studies(base, studies, optuna_storage, shown, storage, device, data_root, runs_dir, tracking_uri,
+                threads=None, placement: Placement | None = None) -> None:
+    """Each study in turn, by the workers `placement` names (one here by default); a summary line per study."""
+    placement = placement or Placement()
+    uri = resolve_tracking_uri(tracking_uri, base.tracking_uri)
+    options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, tracking_uri=uri, threads=threads)
+    if placement.executor != "local":
+        check_shared_storage(storage, placement.parallel or 2, placement.executor, placement.address, uri)
+    console = Console()
+    # everything checkable before training: the default trial of each study, the runs folder, the tracking store
+    defaults = [make_trial(base, s.method, s.dataset, s.seed) for s in studies]
+    data = prepare(defaults, options, console.say)
+    for settings, default in zip(studies, defaults, strict=True):
+        if settings.objective == "kid_final" and "kid" not in base.eval.metrics:
+            raise BenchError("--objective kid_final: the suite's eval.metrics lacks kid; add it")
+        steps = total_steps(default, len(data.get(default)))
+        if settings.pruner != "none" and not base.eval.every:
+            console.say("warning: eval.every is 0, so trials report no intermediate FID and nothing is pruned; "
+                        "set eval.every (e.g. --set eval.every=100)")
+        pruner_args = (settings.pruner, base.eval.every, steps, base.tune.startup_trials)
+        study = load_or_create(settings, optuna_storage, make_pruner(*pruner_args))
+        parent = parent_run(uri, base.name, settings.name, {
+            "method": settings.method.name, "label": settings.label, "dataset": settings.dataset.name,
+            "objective": settings.objective, "pruner": settings.pruner, "sampler": f"TPE(seed={settings.seed})",
+            "trials": settings.trials, "storage": shown, "space": describe(settings.space)})
+        console.say(f"study {settings.name} in {shown}: {settings.label} on {settings.dataset.name}, "
+                    f"{settings.trials} trials, {settings.objective}, pruner {settings.pruner}; space: "
+                    f"{describe(settings.space)}")
+        start = time.perf_counter()
+        job = TuneJob(base, settings, storage, pruner_args, options, parent)
+        trained, workers = _run_workers(job, placement, default, console, study, data)
+        who = "this worker trained" if placement.executor == "local" else f"its {workers} workers trained"
+        c = counts(study)
+        seconds = time.perf_counter() - start
+        done = c["COMPLETE"] + c["PRUNED"]
+        console.say(f"study {settings.name}: {c['COMPLETE']} finished, {c['PRUNED']} pruned "
+                    f"({c['PRUNED'] / max(done, 1):.0%}), {c['FAIL']} failed; {who} {trained} "
+                    f"in {seconds / 60:.1f} min" + (f" ({seconds / trained:.0f} s per trial)" if trained else ""))
+        if c["COMPLETE"]:
+            best = study.best_trial
+            console.say(f"  best: {settings.objective} {best.value:.4g} at trial #{best.number}: "
+                        + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in best.params.items()))
+            close_parent(uri, parent, {"best_value": best.value, "best_trial": best.number,
+                                       "finished": c["COMPLETE"], "pruned": c["PRUNED"], "failed": c["FAIL"]})
+
+
+def _run_workers(job: TuneJob, placement: Placement, default, console, study, data) -> tuple[int, int]:
+    """(trials trained, workers) of one study run by `placement`'s workers, each a copy of `job`; a worker's error
+    is one BenchError; Ctrl-C is one Interrupted once every worker has put its trial in order."""
+    trials = job.settings.trials
+    if placement.executor == "parallel":  # no more processes than the study has trials
+        placement = replace(placement, parallel=min(placement.parallel or 1, trials))
+    executor = make_executor(placement, job.options.device, {default.device}, console, cache={"data": data},
+                             tracking_uri=job.options.tracking_uri)
+    results: list[dict] = []
+    with ctrl_c_stops_training() as stop_requested, executor:
+        n = 1 if placement.executor == "local" else min(placement.parallel or executor.capacity(), trials)
+        jobs = [job] if n == 1 and placement.executor == "local" else [replace(job, name=f"w{i}")
+                                                                        for i in range(1, n + 1)]
+        if placement.executor == "parallel":
+            console.say(f"parallel: {n} tune workers on this machine")
+        elif placement.executor == "ray":
+            console.say(f"ray: {n} tune workers on the cluster at {placement.address or 'local'}")
+        # on Ray the workers' lines come through Ray's own log: the study's status stays plain lines there
+        progress = None if placement.executor == "local" else StudyProgress(
+            study, trials, console, console.live and placement.executor == "parallel")
+        stopped = executor.run(jobs, lambda _, result: results.append(result), stop_requested, progress)
+    console.done()
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise BenchError(errors[0])
+    if stopped or stop_requested():
+        if placement.executor == "local":
+            raise Interrupted(stopped[0] if stopped else "interrupted between trials; the same command resumes "
+                              "the study")
+        for line in stopped:
+            console.say(line)
+        raise Interrupted("interrupted: the running trials checkpointed; the same command resumes the study")
+    return sum(r.get("trained", 0) for r in results), len(jobs)
+
+
+def _export(base, settings, optuna_storage, out: Path, seeds: int) -> None:
+    try:
+        study = optuna.load_study(study_name=settings.name, storage=optuna_storage)
+    except KeyError:
+        raise BenchError(f"--export: no study '{settings.name}' in the storage; run it first (give --trials)") \
+            from None
+    completed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if not completed:
+        raise BenchError(f"--export: study '{settings.name}' has no finished trial yet")
+    best = min(completed, key=lambda t: (t.value, t.number))
+    dataset = settings.dataset.model_dump(mode="json")
+    path = export_suite(base, settings.label, settings.method.name, dataset, best.params, settings.name, best.value,
+                        settings.objective, best.number, seeds, out)
+    typer.echo(f"wrote {path}: the best of study {settings.name} ({settings.objective} {best.value:.4g}, trial "
+               f"#{best.number}) with {seeds} seeds; run it with `bench run {path}`")
