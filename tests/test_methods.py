@@ -204,6 +204,26 @@ def test_registries_refuse_a_second_method_or_dataset_of_the_same_name():
     assert METHODS["dcgan"] is not Impostor
 
 
+@pytest.mark.parametrize("package", ["methods", "data"])
+def test_modules_of_methods_and_data_import_their_base_never_their_package(package):
+    """Imports run one way: base <- modules <- __init__ (the package re-exports base and imports the modules)."""
+    import ast
+    from pathlib import Path
+
+    import bench
+
+    folder = Path(bench.__file__).parent / package
+    upward = []
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "__init__.py" or (package, path.name) == ("data", "cli.py"):  # cli: the CLI's layer
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            upward += [f"{path.name}:{node.lineno}" for name in names if name == f"bench.{package}"]
+    assert upward == []
+
+
 def test_infogan_draws_its_codes_and_its_grid_walks_the_category():
     m = build("infogan", n_classes=0)
     latents = m.sample_latents(500, torch.Generator().manual_seed(0))

@@ -22,12 +22,13 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, create_model
 from torch import nn
 
-from bench.methods import Hyper, Latents, Method, StepContext, added
+from bench.methods.base import Hyper, Latents, Method, StepContext, added
 from bench.methods.objectives import NonSaturating, Objective
 from bench.methods.penalties import gradient_penalty
+from bench.nets import conv
 
 CONDITIONING = ("none", "concat", "ac", "projection")
 
@@ -68,8 +69,6 @@ class AdversarialMethod(Method):
         return "batch"
 
     def build(self) -> dict[str, nn.Module]:
-        from bench.nets import conv
-
         hp, s = self.hp, self.shape
         if self.conditional:
             generator = conv.ConditionalGenerator(hp.latent_dim, s.channels, s.resolution, hp.width, s.n_classes,
@@ -192,8 +191,6 @@ def preset(base: type[AdversarialMethod], name: str, description: str, **default
     name the reports use; a suite can still override every hyperparameter."""
     fields = {k: (base.Hyper.model_fields[k].annotation, Field(v, description=base.Hyper.model_fields[k].description))
               for k, v in defaults.items()}
-    from pydantic import create_model
-
     hyper = create_model(f"{base.Hyper.__name__}_{name.replace('-', '_')}", __base__=base.Hyper, **fields)
     return type(base.__name__ + "Preset", (base,), {"name": name, "description": description, "Hyper": hyper,
                                                     "__module__": base.__module__})

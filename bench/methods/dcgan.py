@@ -6,8 +6,8 @@ latent 100. Seeds 000 (LEGO study), 001 (CIFAR-10, 64 px) and 004 (MNIST) use th
 
 from __future__ import annotations
 
-from bench.methods import register_method
 from bench.methods.adversarial import AdversarialMethod
+from bench.methods.base import register_method
 from bench.methods.objectives import NonSaturating
 
 

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from bench.methods import Hyper, Latents, Method, StepContext, register_method
+from bench.methods.base import Hyper, Latents, Method, StepContext, register_method
 from bench.methods.objectives import NonSaturating
+from bench.nets.conv import ConvGenerator, HeadedDiscriminator, init_dcgan_weights, split_resolution
 
 OBJECTIVE = NonSaturating()
 
@@ -37,8 +38,6 @@ class InfoGANHyper(Hyper):
 
 
 def q_head(resolution: int, width: int, hidden: int, outputs: int) -> nn.Module:
-    from bench.nets.conv import HeadedDiscriminator, init_dcgan_weights, split_resolution
-
     base, _ = split_resolution(resolution)
     head = nn.Sequential(nn.Flatten(), nn.Linear(HeadedDiscriminator.top_channels(resolution, width) * base * base,
                                                  hidden),
@@ -59,8 +58,6 @@ class InfoGAN(Method):
         return self.hp.categories + self.hp.continuous_codes
 
     def build(self):
-        from bench.nets.conv import ConvGenerator, HeadedDiscriminator, init_dcgan_weights
-
         hp, s = self.hp, self.shape
         generator = ConvGenerator(hp.latent_dim, s.channels, s.resolution, hp.width, extra_input=self.code_size)
         init_dcgan_weights(generator)

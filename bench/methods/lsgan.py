@@ -6,8 +6,8 @@ a=0, b=1, c=1. DCGAN networks with a linear output; Adam lr 2e-4, beta1 0.5 as i
 
 from __future__ import annotations
 
-from bench.methods import register_method
 from bench.methods.adversarial import AdversarialMethod, ConditionalHyper
+from bench.methods.base import register_method
 from bench.methods.objectives import LeastSquares
 
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from bench.methods import Hyper, Latents, Method, StepContext, register_method
+from bench.methods.base import Hyper, Latents, Method, StepContext, register_method
 from bench.methods.ema import ema_beta, ema_copy, ema_update
 from bench.methods.objectives import SoftplusNonSaturating
 from bench.methods.penalties import r1_penalty
+from bench.nets.style import StyleDiscriminator, StyleGenerator
 
 OBJECTIVE = SoftplusNonSaturating()
 
@@ -57,8 +58,6 @@ class StyleGAN(Method):
         self.truncation = hp.truncation_psi  # what samples use; `bench sample --truncation` changes it
 
     def build(self):
-        from bench.nets.style import StyleDiscriminator, StyleGenerator
-
         hp, s = self.hp, self.shape
         generator = StyleGenerator(hp.latent_dim, hp.latent_dim, hp.mapping_layers, hp.mapping_lr_mult, s.channels,
                                    s.resolution, hp.width)

@@ -10,7 +10,7 @@ import torch
 from pydantic import Field
 
 from bench.errors import BenchError
-from bench.methods import Hyper, Method, added
+from bench.methods.base import Hyper, Method, added
 
 
 class TranslationHyper(Hyper):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from bench.methods import Hyper, register_method
 from bench.methods.adversarial import AdversarialMethod
+from bench.methods.base import Hyper, register_method
 from bench.methods.objectives import Minimax, SoftplusNonSaturating
+from bench.nets.mlp import MLPDiscriminator, MLPGenerator
 
 
 class VanillaHyper(Hyper):
@@ -29,8 +30,6 @@ class Vanilla(AdversarialMethod):
         return Minimax() if self.hp.generator_loss == "minimax" else SoftplusNonSaturating()
 
     def build(self):
-        from bench.nets.mlp import MLPDiscriminator, MLPGenerator
-
         return {"generator": MLPGenerator(self.hp.latent_dim, self.shape.channels, self.shape.resolution),
                 "discriminator": MLPDiscriminator(self.shape.channels, self.shape.resolution)}
 

@@ -12,8 +12,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from bench.methods import register_method
 from bench.methods.adversarial import AdversarialMethod, ConditionalHyper
+from bench.methods.base import register_method
 from bench.methods.objectives import Wasserstein
 from bench.methods.penalties import clip_weights
 

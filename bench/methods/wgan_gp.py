@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from bench.methods import register_method
 from bench.methods.adversarial import GradientPenaltyHyper, GradientPenaltyMethod
+from bench.methods.base import register_method
 from bench.methods.objectives import Wasserstein
 
 
