@@ -2,12 +2,14 @@
 are made of (objectives, penalties, conditioning, codes, style mixing) against hand computations."""
 
 import math
+import sys
 
 import pytest
 import torch
 
-from bench.data import ImageSet
-from bench.methods import METHODS, DataShape, get_method, register_method
+from bench.data import ImageSet, PairSet
+from bench.errors import BenchError
+from bench.methods import METHODS, DataShape, get_method, identity_params, register_method
 from bench.methods.penalties import gradient_penalty, r1_penalty
 from bench.suite import Budget, DatasetSpec, EvalSpec, LogSpec, Numerics, Trial
 from bench.train import Trainer
@@ -15,9 +17,9 @@ from bench.train import Trainer
 CPU = torch.device("cpu")
 
 
-def make_trial(method: str, resolution: int, steps: int = 3, **params) -> Trial:
+def make_trial(method: str, resolution: int, steps: int = 3, dataset: str = "digits", **params) -> Trial:
     hyper = get_method(method).Hyper(width=8, **params).as_params()
-    return Trial(suite="t", method=method, label=method, params=hyper, dataset=DatasetSpec(name="digits"), seed=0,
+    return Trial(suite="t", method=method, label=method, params=hyper, dataset=DatasetSpec(name=dataset), seed=0,
                  budget=Budget(steps=steps), resolution=resolution, batch_size=8, eval=EvalSpec(metrics=[]),
                  numerics=Numerics(), log=LogSpec(every=1, samples_every=1000, checkpoint_every=1000), device="cpu")
 
@@ -283,3 +285,106 @@ def test_the_ema_generator_is_what_stylegan_samples_come_from():
     assert m.eval_network == "generator_ema"
     assert not all(torch.equal(a, b) for a, b in zip(ema.parameters(), live.parameters(), strict=True))
     assert not any(p.requires_grad for p in ema.parameters())
+
+
+# schedule knobs: a method takes critic_steps only where its step reads it ------------------------------------------
+
+ADVERSARIAL = {"vanilla", "dcgan", "lsgan", "wgan", "wgan-gp", "cdcgan", "acgan", "wgan-gp-acgan"}
+
+
+def test_critic_steps_is_a_hyperparameter_only_of_the_methods_whose_step_reads_it():
+    takes = {name for name, cls in METHODS.items() if "critic_steps" in cls.Hyper.model_fields}
+    assert ADVERSARIAL <= takes and not takes & {"infogan", "stylegan", "cyclegan", "pix2pix"}
+
+
+def random_pairs(resolution: int = 16, n: int = 16) -> PairSet:
+    gen = torch.Generator().manual_seed(2)
+    return PairSet(*(torch.rand(2, n, 1, resolution, resolution, generator=gen) * 2 - 1), paired=True)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_a_step_draws_the_real_batches_real_batches_per_step_counts(method):
+    """Epoch budgets and images/s are counted in real_batches_per_step: it must be what a step really draws."""
+    cls = get_method(method)
+    params = {"critic_steps": 3} if "critic_steps" in cls.Hyper.model_fields else {}
+    data = random_pairs() if cls.task == "translation" else random_data(1, 16)
+    trainer = Trainer(make_trial(method, 16, **params), data, CPU)
+    drawn = []
+    draw = trainer.batches.next
+    trainer.batches.next = lambda: drawn.append(1) or draw()
+    trainer.train_step()
+    trainer.train_step()
+    assert len(drawn) == 2 * cls.real_batches_per_step(trainer.method.hp) == 2 * params.get("critic_steps", 1)
+
+
+def test_a_suite_giving_critic_steps_to_stylegan_is_a_one_line_error_naming_the_method(tiny_suite, monkeypatch,
+                                                                                        capsys):
+    """stylegan's step makes one D step per G step: `critic_steps: 3` used to train a third of its budget."""
+    from bench.cli import main
+
+    path = tiny_suite("name: s\nmethods: [{stylegan: {critic_steps: 3}}]\ndatasets: [digits]\nseeds: [0]\n"
+                      "resolution: 16\nbudget: {steps: 2}\n")
+    monkeypatch.setattr(sys, "argv", ["bench", "run", str(path), "--dry-run"])
+    with pytest.raises(SystemExit) as end:
+        main()
+    err = capsys.readouterr().err
+    assert end.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "unknown hyperparameter 'critic_steps' for method 'stylegan'" in err
+
+
+def test_a_recorded_config_with_the_retired_critic_steps_still_loads(tmp_path):
+    """Trials of stylegan, infogan, cyclegan and pix2pix recorded `critic_steps: 1` (their step never read it):
+    their configs and checkpoints still load; any other value was never honoured and is refused."""
+    from bench.checkpoint import method_from_checkpoint
+
+    for method in ("infogan", "stylegan", "cyclegan", "pix2pix"):
+        hyper = get_method(method).Hyper
+        assert hyper(critic_steps=1) == hyper() and "critic_steps" not in hyper().as_params()
+        with pytest.raises(BenchError, match="'critic_steps: 3' is retired"):
+            hyper(critic_steps=3)
+    trainer = Trainer(make_trial("stylegan", 16, steps=1), random_data(1, 16), CPU)
+    state = trainer.state_dict()
+    state["trial"]["params"]["critic_steps"] = 1  # as written before the knob was retired
+    method, trial = method_from_checkpoint(state)
+    assert method.hp == trainer.method.hp and trial["params"]["critic_steps"] == 1
+
+
+def test_identity_params_puts_the_retired_critic_steps_back_only_where_it_was_retired():
+    stylegan, dcgan = get_method("stylegan").Hyper().as_params(), get_method("dcgan").Hyper().as_params()
+    assert identity_params("stylegan", stylegan) == {**stylegan, "critic_steps": 1}
+    assert identity_params("stylegan", {**stylegan, "critic_steps": 1}) == {**stylegan, "critic_steps": 1}
+    assert identity_params("dcgan", dcgan) == dcgan and dcgan["critic_steps"] == 1  # a field: it is in params
+
+
+# The keys main gave these trials before critic_steps was retired (the harness trial: width 8, 16 px, 6 steps).
+KEYS_BEFORE_THE_RETIREMENT = {"infogan": "6d9770ca3fd7", "stylegan": "4c85b08520c7", "cyclegan": "339bf9643d87",
+                              "pix2pix": "9e79a2abf2ed"}
+AFTER_TRIAL_IDENTITY = pytest.mark.xfail(
+    strict=True, reason="bench/suite.py's Trial.identity() must hash identity_params(self.method, self.params) "
+    "(outside methods/, merged separately); once it does, these pass: remove this marker")
+
+
+@AFTER_TRIAL_IDENTITY
+@pytest.mark.parametrize("method", sorted(KEYS_BEFORE_THE_RETIREMENT))
+def test_retiring_critic_steps_keeps_every_recorded_trial_key(method):
+    dataset = {"cyclegan": "digits-thick", "pix2pix": "digits-edges"}.get(method, "digits")
+    trial = Trial(suite="h", method=method, label=method, params=get_method(method).Hyper(width=8).as_params(),
+                  dataset=DatasetSpec(name=dataset), seed=0, budget=Budget(steps=6), resolution=16, batch_size=16,
+                  eval=EvalSpec(metrics=[]), numerics=Numerics(),
+                  log=LogSpec(every=2, samples_every=1000, checkpoint_every=1000), device="cpu")
+    assert trial.key == KEYS_BEFORE_THE_RETIREMENT[method]
+
+
+@AFTER_TRIAL_IDENTITY
+def test_a_checkpoint_recorded_with_the_retired_critic_steps_resumes(tmp_path):
+    data = random_data(1, 16)
+    trial = make_trial("stylegan", 16, steps=4)
+    trial = trial.model_copy(update={"log": trial.log.model_copy(update={"checkpoint_every": 2})})
+    Trainer(trial, data, CPU, run_dir=tmp_path).run(stop_after=2)
+    from bench import checkpoint
+
+    state = checkpoint.load(tmp_path / checkpoint.CHECKPOINT_NAME)
+    state["trial"]["params"]["critic_steps"] = 1  # as written before the knob was retired
+    checkpoint.save_atomic(state, tmp_path / checkpoint.CHECKPOINT_NAME)
+    resumed = Trainer(trial, data, CPU, run_dir=tmp_path)
+    assert resumed.resume() and resumed.step == 2

@@ -28,8 +28,9 @@ from bench.methods.base import (
     added,
     get_method,
     identity_dump,
+    identity_params,
     register_method,
 )
 
 __all__ = ["ADDED", "METHODS", "DataShape", "Hyper", "Latents", "Method", "StepContext", "added", "get_method",
-           "identity_dump", "register_method"]
+           "identity_dump", "identity_params", "register_method"]

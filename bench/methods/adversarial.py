@@ -33,7 +33,13 @@ from bench.nets import conv
 CONDITIONING = ("none", "concat", "ac", "projection")
 
 
-class ConditionalHyper(Hyper):
+class AdversarialHyper(Hyper):
+    """Hyperparameters of every method whose step is AdversarialMethod.step: it reads `critic_steps`."""
+
+    critic_steps: int = Field(1, ge=1, description="discriminator/critic steps per generator step")
+
+
+class ConditionalHyper(AdversarialHyper):
     """Hyperparameters of the DCGAN family: conditioning is an axis of every loss."""
 
     conditioning: Literal["none", "concat", "ac", "projection"] = added(
@@ -63,6 +69,10 @@ class AdversarialMethod(Method):
 
     def uses_labels(self) -> bool:
         return self.conditional
+
+    @classmethod
+    def real_batches_per_step(cls, hp: Hyper) -> int:
+        return hp.critic_steps  # the step below draws a fresh real batch for every critic step
 
     # networks ---------------------------------------------------------------------------------------------
     def discriminator_norm(self) -> str:

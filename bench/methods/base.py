@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from bench.errors import BenchError
@@ -46,9 +46,20 @@ def identity_dump(model: BaseModel, exclude: set[str] | None = None) -> dict[str
 
 
 class Hyper(BaseModel):
-    """Hyperparameters every method has; methods subclass it and change the defaults."""
+    """Hyperparameters every method has; methods subclass it, add their own and change the defaults.
+
+    Schedule knobs are not here: `critic_steps` belongs to the Hyper of the methods whose step reads it (the
+    adversarial family's), so a suite giving it to another method is an unknown hyperparameter, and
+    `Method.real_batches_per_step` counts what the step draws.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Hyperparameters this method's trials once recorded and it no longer takes, with the one value they were
+    # recorded at (one its step never read, e.g. stylegan's critic_steps: 1). `identity_params` puts them back
+    # into a trial's key, so recorded trials keep their keys, records and checkpoints; a recorded config that
+    # holds one at that value loads (it is dropped here); a suite cannot give one (it is not a field).
+    retired: ClassVar[dict[str, Any]] = {}
 
     latent_dim: int = Field(100, gt=0)
     width: int = Field(64, gt=0, description="channels of the first discriminator / last generator layer")
@@ -56,7 +67,20 @@ class Hyper(BaseModel):
     lr_d: float = Field(2e-4, gt=0)
     beta1: float = Field(0.5, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
-    critic_steps: int = Field(1, ge=1, description="discriminator/critic steps per generator step")
+
+    @model_validator(mode="before")
+    @classmethod
+    def drop_retired(cls, data: Any) -> Any:
+        """A recorded config's retired hyperparameters, at their recorded value, are dropped; any other value
+        was never honoured by this method's step, and a trial recorded with it cannot be reproduced."""
+        if not isinstance(data, dict) or not cls.retired.keys() & data.keys():
+            return data
+        for name, value in cls.retired.items():
+            if name in data and data[name] != value:
+                raise BenchError(f"hyperparameter '{name}: {data[name]!r}' is retired for this method: its step "
+                                 f"never read it (only {name}: {value!r} loads, for trials recorded with it); "
+                                 "remove it and retrain")
+        return {k: v for k, v in data.items() if k not in cls.retired}
 
     def as_params(self) -> dict[str, Any]:
         """The resolved hyperparameters as a trial records them (its identity); see ADDED."""
@@ -143,8 +167,9 @@ class Method:
 
     @classmethod
     def real_batches_per_step(cls, hp: Hyper) -> int:
-        """Real batches one step shows the discriminator (an epoch budget is counted in them)."""
-        return hp.critic_steps
+        """Real batches one step draws (an epoch budget and images/s are counted in them): one, unless the method
+        takes a schedule knob that draws more (the adversarial family's critic_steps)."""
+        return 1
 
     def extra_state(self) -> dict[str, Any]:
         """State of the method's own beyond networks and optimizers (an image pool, a running mean)."""
@@ -232,4 +257,11 @@ def get_method(name: str) -> type[Method]:
     if name not in METHODS:
         raise BenchError(f"unknown method '{name}'; known: {', '.join(sorted(METHODS))}")
     return METHODS[name]
+
+
+def identity_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's params as its key hashes them (bench.suite.Trial.identity): the method's retired hyperparameters
+    put back at the value they were recorded at (see Hyper.retired), so a trial keeps the key it had before they
+    were retired, and with it its records and checkpoints."""
+    return {**get_method(method).Hyper.retired, **params}
 

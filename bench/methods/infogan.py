@@ -14,6 +14,8 @@ Sample grids show one row per categorical value (the same z along a column); `be
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -27,6 +29,8 @@ OBJECTIVE = NonSaturating()
 
 
 class InfoGANHyper(Hyper):
+    # the base Hyper gave every method critic_steps until issue 17; this step never read it (one D step per G step)
+    retired: ClassVar[dict[str, Any]] = {"critic_steps": 1}
     latent_dim: int = Field(62, gt=0, description="size of the incompressible noise z")
     lr_g: float = Field(1e-3, gt=0)
     lr_d: float = Field(2e-4, gt=0)

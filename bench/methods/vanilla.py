@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from bench.methods.adversarial import AdversarialMethod
-from bench.methods.base import Hyper, register_method
+from bench.methods.adversarial import AdversarialHyper, AdversarialMethod
+from bench.methods.base import register_method
 from bench.methods.objectives import Minimax, SoftplusNonSaturating
 from bench.nets.mlp import MLPDiscriminator, MLPGenerator
 
 
-class VanillaHyper(Hyper):
+class VanillaHyper(AdversarialHyper):
     generator_loss: Literal["minimax", "non_saturating"] = "minimax"
 
 
