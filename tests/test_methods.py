@@ -388,3 +388,55 @@ def test_a_checkpoint_recorded_with_the_retired_critic_steps_resumes(tmp_path):
     checkpoint.save_atomic(state, tmp_path / checkpoint.CHECKPOINT_NAME)
     resumed = Trainer(trial, data, CPU, run_dir=tmp_path)
     assert resumed.resume() and resumed.step == 2
+
+
+# objectives by name ------------------------------------------------------------------------------------------------
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+REAL, FAKE = [2.0, -1.0], [0.5, -3.0]  # D's scores of two real and two fake images
+CLOSED_FORM = {  # name: (D loss, G loss) on REAL, FAKE, by hand
+    "bce": ((softplus(-2.0) + softplus(1.0)) / 2 + (softplus(0.5) + softplus(-3.0)) / 2,
+            (softplus(-0.5) + softplus(3.0)) / 2),
+    "ls": (0.5 * (1.0 + 4.0) / 2 + 0.5 * (0.25 + 9.0) / 2, 0.5 * (0.25 + 16.0) / 2),  # a=0, b=1, c=1
+    "wgan": (-1.25 - 0.5, 1.25),
+    "hinge": ((0.0 + 2.0) / 2 + (1.5 + 0.0) / 2, 1.25),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLOSED_FORM))
+def test_every_objective_name_gives_its_closed_form_values(name):
+    from bench.methods.objectives import OBJECTIVES
+
+    assert set(OBJECTIVES) == set(CLOSED_FORM)
+    objective = OBJECTIVES[name]
+    d, g = CLOSED_FORM[name]
+    assert objective.d_loss(torch.tensor(REAL), torch.tensor(FAKE)).item() == pytest.approx(d, rel=1e-6)
+    assert objective.g_loss(torch.tensor(FAKE)).item() == pytest.approx(g, rel=1e-6)
+
+
+@pytest.mark.parametrize("method, default", [("vanilla", "bce"), ("dcgan", "bce"), ("acgan", "bce"),
+                                             ("lsgan", "ls"), ("wgan", "wgan"), ("wgan-gp", "wgan")])
+def test_the_objective_is_chosen_by_name_its_default_the_paper_s_and_out_of_the_key(method, default):
+    from bench.methods.objectives import OBJECTIVES
+
+    hyper = get_method(method).Hyper
+    assert hyper().objective == default and "objective" not in hyper().as_params()
+    assert hyper(objective="hinge").as_params()["objective"] == "hinge"
+    m = build(method, objective="hinge")
+    assert m.objective is OBJECTIVES["hinge"]
+    d, g = CLOSED_FORM["hinge"]
+    assert m.objective.d_loss(torch.tensor(REAL), torch.tensor(FAKE)).item() == pytest.approx(d)
+
+
+def test_vanilla_keeps_its_generator_loss_option_under_bce_and_refuses_it_under_another_objective():
+    minimax, non_saturating = build("vanilla").objective, build("vanilla", generator_loss="non_saturating").objective
+    fake = torch.tensor(FAKE)
+    assert minimax.g_loss(fake).item() == pytest.approx(-(softplus(0.5) + softplus(-3.0)) / 2)  # log(1 - D)
+    assert non_saturating.g_loss(fake).item() == pytest.approx(CLOSED_FORM["bce"][1])  # -log D
+    with pytest.raises(ValueError, match="generator_loss: non_saturating is a form of the bce objective"):
+        get_method("vanilla").Hyper(objective="hinge", generator_loss="non_saturating")
+    with pytest.raises(ValueError, match="a: the codes of the ls objective"):
+        get_method("lsgan").Hyper(objective="hinge", a=-1.0)

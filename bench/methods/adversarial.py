@@ -1,5 +1,8 @@
 """The DCGAN family's step, with the objective, penalties and conditioning as parts a method composes.
 
+The objective is a hyperparameter, `objective: bce | ls | wgan | hinge` (bench/methods/objectives.py's table);
+each method's default is its paper's, and a default stays out of a trial's key.
+
 Per generator step: `critic_steps` discriminator steps, each on a fresh real batch and fresh latents, then one
 generator step on the fake batch of the last discriminator step. The fakes take the real batch's labels (a draw from
 the data's class distribution), so a conditional method spends no randomness on labels while training.
@@ -26,7 +29,7 @@ from pydantic import Field, create_model
 from torch import nn
 
 from bench.methods.base import Hyper, Latents, Method, StepContext, added
-from bench.methods.objectives import NonSaturating, Objective
+from bench.methods.objectives import OBJECTIVES, Objective, ObjectiveName
 from bench.methods.penalties import gradient_penalty
 from bench.nets import conv
 
@@ -34,9 +37,11 @@ CONDITIONING = ("none", "concat", "ac", "projection")
 
 
 class AdversarialHyper(Hyper):
-    """Hyperparameters of every method whose step is AdversarialMethod.step: it reads `critic_steps`."""
+    """Hyperparameters of every method whose step is AdversarialMethod.step: it reads `critic_steps` and
+    `objective`."""
 
     critic_steps: int = Field(1, ge=1, description="discriminator/critic steps per generator step")
+    objective: ObjectiveName = added("bce", description="adversarial loss: bce, ls, wgan or hinge")
 
 
 class ConditionalHyper(AdversarialHyper):
@@ -54,14 +59,17 @@ class Scores(NamedTuple):
 
 
 class AdversarialMethod(Method):
-    """G and D from bench.nets.conv, Adam, `critic_steps` D steps per G step; subclasses set the objective."""
+    """G and D from bench.nets.conv, Adam, `critic_steps` D steps per G step; the objective by name."""
 
     Hyper: ClassVar[type[Hyper]] = ConditionalHyper
-    objective: ClassVar[Objective] = NonSaturating()
 
     def __init__(self, hp: Hyper, shape):
         self.conditioning = getattr(hp, "conditioning", "none")
         super().__init__(hp, shape)
+
+    @property
+    def objective(self) -> Objective:
+        return OBJECTIVES[self.hp.objective]
 
     @property
     def conditional(self) -> bool:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from bench.methods.adversarial import AdversarialMethod
 from bench.methods.base import register_method
-from bench.methods.objectives import NonSaturating
 
 
 @register_method
 class DCGAN(AdversarialMethod):
     name = "dcgan"
     description = "Radford et al. 2016: conv G (BatchNorm, ReLU, tanh) / strided-conv D (LeakyReLU 0.2), BCE loss"
-    objective = NonSaturating()

@@ -22,10 +22,10 @@ from pydantic import Field
 from torch import nn
 
 from bench.methods.base import Hyper, Latents, Method, StepContext, register_method
-from bench.methods.objectives import NonSaturating
+from bench.methods.objectives import OBJECTIVES
 from bench.nets.conv import ConvGenerator, HeadedDiscriminator, init_dcgan_weights, split_resolution
 
-OBJECTIVE = NonSaturating()
+OBJECTIVE = OBJECTIVES["bce"]  # the paper's GAN loss, non-saturating for G
 
 
 class InfoGANHyper(Hyper):

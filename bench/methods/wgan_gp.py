@@ -12,8 +12,8 @@ from typing import Literal
 from pydantic import Field
 
 from bench.methods.adversarial import GradientPenaltyHyper, GradientPenaltyMethod
-from bench.methods.base import register_method
-from bench.methods.objectives import Wasserstein
+from bench.methods.base import added, register_method
+from bench.methods.objectives import ObjectiveName
 
 
 class WGANGPHyper(GradientPenaltyHyper):
@@ -22,6 +22,7 @@ class WGANGPHyper(GradientPenaltyHyper):
     beta1: float = Field(0.0, ge=0, lt=1)
     beta2: float = Field(0.9, ge=0, lt=1)
     critic_steps: int = Field(5, ge=1)
+    objective: ObjectiveName = added("wgan")
     critic_norm: Literal["batch", "layer", "none"] = "none"
 
 
@@ -30,7 +31,6 @@ class WGANGP(GradientPenaltyMethod):
     name = "wgan-gp"
     description = "Gulrajani et al. 2017: gradient penalty 10, 5 critic steps, Adam 1e-4 betas (0, 0.9), no BatchNorm"
     Hyper = WGANGPHyper
-    objective = Wasserstein()
 
     def discriminator_norm(self):
         return self.hp.critic_norm
