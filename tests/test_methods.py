@@ -440,3 +440,38 @@ def test_vanilla_keeps_its_generator_loss_option_under_bce_and_refuses_it_under_
         get_method("vanilla").Hyper(objective="hinge", generator_loss="non_saturating")
     with pytest.raises(ValueError, match="a: the codes of the ls objective"):
         get_method("lsgan").Hyper(objective="hinge", a=-1.0)
+
+
+# spectral norm and SNGAN --------------------------------------------------------------------------------------------
+
+def normalised_layers(net: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    from torch.nn.utils import parametrize
+
+    return {name: m for name, m in net.named_modules() if parametrize.is_parametrized(m, "weight")}
+
+
+SPECTRAL_DISCRIMINATORS = {  # every discriminator of bench.nets.conv, built with norm="spectral"
+    "plain": lambda conv: conv.ConvDiscriminator(1, 16, 8, norm="spectral"),
+    "concat": lambda conv: conv.ConcatDiscriminator(1, 16, 8, 4, 5, norm="spectral"),
+    "headed": lambda conv: conv.HeadedDiscriminator(1, 16, 8, "spectral", conv.class_head(16, 8, 4)),
+    "projection": lambda conv: conv.ProjectionDiscriminator(1, 16, 8, 4, norm="spectral"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SPECTRAL_DISCRIMINATORS))
+def test_a_spectral_discriminator_normalises_every_conv_linear_and_embedding_and_has_no_batchnorm(kind):
+    from bench.nets import conv
+
+    d = SPECTRAL_DISCRIMINATORS[kind](conv)
+    weighted = {name for name, m in d.named_modules()
+                if isinstance(m, torch.nn.Conv2d | torch.nn.Linear | torch.nn.Embedding)}
+    assert weighted and set(normalised_layers(d)) == weighted
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    assert all(len(m.parametrizations.weight) == 1 for m in normalised_layers(d).values())  # normalised once
+    if kind == "projection":
+        assert "embed" in normalised_layers(d)  # the class embedding too (Miyato & Koyama 2018)
+    with torch.no_grad():  # DCGAN's N(0, 0.02) reaches the raw weights under the parametrisation
+        conv.init_dcgan_weights(d)
+        raw = torch.cat([m.parametrizations.weight.original.flatten() for m in normalised_layers(d).values()
+                         if not isinstance(m, torch.nn.Embedding)])
+    assert raw.std().item() == pytest.approx(0.02, rel=0.1)

@@ -24,7 +24,7 @@ class WGANHyper(ConditionalHyper):
     critic_steps: int = Field(5, ge=1)
     objective: ObjectiveName = added("wgan")
     clip_value: float = Field(0.01, gt=0)
-    critic_norm: Literal["batch", "layer", "none"] = "batch"
+    critic_norm: Literal["batch", "layer", "none", "spectral"] = "batch"
 
 
 @register_method

@@ -2,7 +2,8 @@
 
 Critic loss E D(G(z)) - E D(x) + lambda E (||grad D(x_hat)||_2 - 1)^2 on random interpolates x_hat; lambda 10,
 5 critic steps, Adam lr 1e-4, betas (0, 0.9). No BatchNorm in the critic: the penalty is per sample and batch
-statistics would couple the samples (the paper suggests layer norm; `critic_norm: layer` gives it).
+statistics would couple the samples (the paper suggests layer norm; `critic_norm: layer` gives it;
+`critic_norm: spectral` gives Miyato et al. 2018's spectral norm, which composes with the penalty).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class WGANGPHyper(GradientPenaltyHyper):
     beta2: float = Field(0.9, ge=0, lt=1)
     critic_steps: int = Field(5, ge=1)
     objective: ObjectiveName = added("wgan")
-    critic_norm: Literal["batch", "layer", "none"] = "none"
+    critic_norm: Literal["batch", "layer", "none", "spectral"] = "none"
 
 
 @register_method
