@@ -12,6 +12,7 @@ from bench.methods import (  # noqa: F401
     infogan,
     lsgan,
     pix2pix,
+    sngan,
     stylegan,
     vanilla,
     wgan,
