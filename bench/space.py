@@ -62,6 +62,7 @@ DEFAULT_SPACES: dict[str, dict[str, Distribution]] = {
     "wgan-gp": {**ADAM, **CRITIC, **GP, **SHAPES},
     "wgan-gp-acgan": {**ADAM, **CRITIC, **GP, **SHAPES},
     "infogan": {**ADAM, **SHAPES},
+    "sngan": {**ADAM, **CRITIC, **SHAPES},
     "stylegan": {**ADAM, "batch_size": SHAPES["batch_size"], "width": SHAPES["width"],
                  "r1_gamma": Distribution("log_uniform", (0.1, 100.0))},
 }

@@ -52,6 +52,7 @@ def trained(method: str, **params):
     ("cdcgan", (), 0.8),  # concat (measured 0.95)
     ("acgan", (), 0.7),  # auxiliary classifier (0.84)
     ("dcgan", (("conditioning", "projection"),), 0.8),  # projection discriminator (0.98)
+    ("sngan", (("conditioning", "projection"),), 0.8),  # projection, spectral-norm D, hinge (0.99)
 ])
 def test_every_conditioning_kind_makes_the_digit_it_is_asked_for(method, params, floor):
     m = trained(method, **dict(params))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from bench.data import ImageSet, register_dataset
+from bench.data.base import ImageSet, register_dataset
 
 # The 1,797 digits have no official split; a fixed, seeded 80/20 split keeps 'test' held out from training.
 _TEST_FRACTION = 0.2

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data import ImageSet, register_dataset, resize, uint8_to_unit
+from bench.data.base import ImageSet, register_dataset, resize, uint8_to_unit
 from bench.data.images import decode, is_grey
 from bench.errors import BenchError, DatasetNotFound
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from bench.data import ImageSet, register_dataset
+from bench.data.base import ImageSet, register_dataset
 from bench.data.folder import load_image_folder
 from bench.errors import DatasetNotFound
 from scrapers.face_labels import FACE_LABELS

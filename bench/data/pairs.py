@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.data import PairSet, register_dataset, resize, uint8_to_unit
+from bench.data.base import PairSet, register_dataset, resize, uint8_to_unit
+from bench.data.digits import load_digits
 from bench.data.folder import IMAGE_SUFFIXES, all_grey, list_images, load_image_folder
 from bench.data.images import decode
 from bench.errors import BenchError, DatasetNotFound
@@ -127,10 +128,9 @@ def _stack(images: list[torch.Tensor], root: Path) -> torch.Tensor:
 
 # the toy pairs, made from scikit-learn's digits ---------------------------------------------------------------
 
-def _digits(split: str, resolution: int) -> torch.Tensor:
-    from bench.data import load_dataset
-
-    return load_dataset("digits", resolution, split).images
+def _digits(data_root: Path, split: str, resolution: int) -> torch.Tensor:
+    """The digits split at `resolution`, as load_dataset("digits", ...) gives it."""
+    return resize(load_digits(data_root, split, resolution).images, resolution)
 
 
 def thicken(images: torch.Tensor) -> torch.Tensor:
@@ -147,12 +147,12 @@ def edges(images: torch.Tensor) -> torch.Tensor:
 @register_dataset("digits-thick", "toy unpaired pair (shipped): digits <-> digits with thicker strokes, from disjoint "
                   "halves of the images")
 def load_digits_thick(data_root: Path, split: str, resolution: int) -> PairSet:
-    images = _digits(split, resolution)
+    images = _digits(data_root, split, resolution)
     return PairSet(images[0::2], thicken(images[1::2]), False)
 
 
 @register_dataset("digits-edges", "toy paired pair (shipped): a digit's edge map -> the digit (as edges2shoes)")
 def load_digits_edges(data_root: Path, split: str, resolution: int) -> PairSet:
-    images = _digits(split, resolution)
+    images = _digits(data_root, split, resolution)
     return PairSet(edges(images), images, True)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bench.data import ImageSet, register_dataset
+from bench.data.base import ImageSet, register_dataset
 
 SIZE = {"train": 2048, "test": 512}
 

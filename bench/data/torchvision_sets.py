@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data import ImageSet, register_dataset, uint8_to_unit
+from bench.data.base import ImageSet, register_dataset, uint8_to_unit
 from bench.errors import DatasetNotFound
 
 _IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -1,5 +1,8 @@
 """The DCGAN family's step, with the objective, penalties and conditioning as parts a method composes.
 
+The objective is a hyperparameter, `objective: bce | ls | wgan | hinge` (bench/methods/objectives.py's table);
+each method's default is its paper's, and a default stays out of a trial's key.
+
 Per generator step: `critic_steps` discriminator steps, each on a fresh real batch and fresh latents, then one
 generator step on the fake batch of the last discriminator step. The fakes take the real batch's labels (a draw from
 the data's class distribution), so a conditional method spends no randomness on labels while training.
@@ -22,17 +25,26 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, create_model
 from torch import nn
 
-from bench.methods import Hyper, Latents, Method, StepContext, added
-from bench.methods.objectives import NonSaturating, Objective
+from bench.methods.base import Hyper, Latents, Method, StepContext, added
+from bench.methods.objectives import OBJECTIVES, Objective, ObjectiveName
 from bench.methods.penalties import gradient_penalty
+from bench.nets import conv
 
 CONDITIONING = ("none", "concat", "ac", "projection")
 
 
-class ConditionalHyper(Hyper):
+class AdversarialHyper(Hyper):
+    """Hyperparameters of every method whose step is AdversarialMethod.step: it reads `critic_steps` and
+    `objective`."""
+
+    critic_steps: int = Field(1, ge=1, description="discriminator/critic steps per generator step")
+    objective: ObjectiveName = added("bce", description="adversarial loss: bce, ls, wgan or hinge")
+
+
+class ConditionalHyper(AdversarialHyper):
     """Hyperparameters of the DCGAN family: conditioning is an axis of every loss."""
 
     conditioning: Literal["none", "concat", "ac", "projection"] = added(
@@ -47,14 +59,17 @@ class Scores(NamedTuple):
 
 
 class AdversarialMethod(Method):
-    """G and D from bench.nets.conv, Adam, `critic_steps` D steps per G step; subclasses set the objective."""
+    """G and D from bench.nets.conv, Adam, `critic_steps` D steps per G step; the objective by name."""
 
     Hyper: ClassVar[type[Hyper]] = ConditionalHyper
-    objective: ClassVar[Objective] = NonSaturating()
 
     def __init__(self, hp: Hyper, shape):
         self.conditioning = getattr(hp, "conditioning", "none")
         super().__init__(hp, shape)
+
+    @property
+    def objective(self) -> Objective:
+        return OBJECTIVES[self.hp.objective]
 
     @property
     def conditional(self) -> bool:
@@ -63,13 +78,15 @@ class AdversarialMethod(Method):
     def uses_labels(self) -> bool:
         return self.conditional
 
+    @classmethod
+    def real_batches_per_step(cls, hp: Hyper) -> int:
+        return hp.critic_steps  # the step below draws a fresh real batch for every critic step
+
     # networks ---------------------------------------------------------------------------------------------
     def discriminator_norm(self) -> str:
         return "batch"
 
     def build(self) -> dict[str, nn.Module]:
-        from bench.nets import conv
-
         hp, s = self.hp, self.shape
         if self.conditional:
             generator = conv.ConditionalGenerator(hp.latent_dim, s.channels, s.resolution, hp.width, s.n_classes,
@@ -192,8 +209,6 @@ def preset(base: type[AdversarialMethod], name: str, description: str, **default
     name the reports use; a suite can still override every hyperparameter."""
     fields = {k: (base.Hyper.model_fields[k].annotation, Field(v, description=base.Hyper.model_fields[k].description))
               for k, v in defaults.items()}
-    from pydantic import create_model
-
     hyper = create_model(f"{base.Hyper.__name__}_{name.replace('-', '_')}", __base__=base.Hyper, **fields)
     return type(base.__name__ + "Preset", (base,), {"name": name, "description": description, "Hyper": hyper,
                                                     "__module__": base.__module__})

@@ -11,8 +11,8 @@ Any of dcgan, lsgan, wgan, wgan-gp takes `conditioning: concat | ac | projection
 
 from __future__ import annotations
 
-from bench.methods import register_method
 from bench.methods.adversarial import preset
+from bench.methods.base import register_method
 from bench.methods.dcgan import DCGAN
 from bench.methods.wgan_gp import WGANGP
 

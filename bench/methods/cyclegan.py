@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from bench.methods import StepContext, register_method
+from bench.methods.base import StepContext, register_method
 from bench.methods.translation import TranslationHyper, TranslationMethod
+from bench.nets.translation import PatchDiscriminator, ResnetGenerator
 
 
 class CycleGANHyper(TranslationHyper):
@@ -81,8 +82,6 @@ class CycleGAN(TranslationMethod):
         self.pools = {"a": ImagePool(hp.pool_size), "b": ImagePool(hp.pool_size)}
 
     def build(self):
-        from bench.nets.translation import PatchDiscriminator, ResnetGenerator
-
         hp, s = self.hp, self.shape
         blocks = hp.blocks or (6 if s.resolution <= 128 else 9)
         return {"generator_a2b": ResnetGenerator(s.channels, s.channels, hp.width, blocks),

@@ -6,13 +6,11 @@ latent 100. Seeds 000 (LEGO study), 001 (CIFAR-10, 64 px) and 004 (MNIST) use th
 
 from __future__ import annotations
 
-from bench.methods import register_method
 from bench.methods.adversarial import AdversarialMethod
-from bench.methods.objectives import NonSaturating
+from bench.methods.base import register_method
 
 
 @register_method
 class DCGAN(AdversarialMethod):
     name = "dcgan"
     description = "Radford et al. 2016: conv G (BatchNorm, ReLU, tanh) / strided-conv D (LeakyReLU 0.2), BCE loss"
-    objective = NonSaturating()

@@ -14,18 +14,23 @@ Sample grids show one row per categorical value (the same z along a column); `be
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from bench.methods import Hyper, Latents, Method, StepContext, register_method
-from bench.methods.objectives import NonSaturating
+from bench.methods.base import Hyper, Latents, Method, StepContext, register_method
+from bench.methods.objectives import OBJECTIVES
+from bench.nets.conv import ConvGenerator, HeadedDiscriminator, init_dcgan_weights, split_resolution
 
-OBJECTIVE = NonSaturating()
+OBJECTIVE = OBJECTIVES["bce"]  # the paper's GAN loss, non-saturating for G
 
 
 class InfoGANHyper(Hyper):
+    # the base Hyper gave every method critic_steps until issue 17; this step never read it (one D step per G step)
+    retired: ClassVar[dict[str, Any]] = {"critic_steps": 1}
     latent_dim: int = Field(62, gt=0, description="size of the incompressible noise z")
     lr_g: float = Field(1e-3, gt=0)
     lr_d: float = Field(2e-4, gt=0)
@@ -37,8 +42,6 @@ class InfoGANHyper(Hyper):
 
 
 def q_head(resolution: int, width: int, hidden: int, outputs: int) -> nn.Module:
-    from bench.nets.conv import HeadedDiscriminator, init_dcgan_weights, split_resolution
-
     base, _ = split_resolution(resolution)
     head = nn.Sequential(nn.Flatten(), nn.Linear(HeadedDiscriminator.top_channels(resolution, width) * base * base,
                                                  hidden),
@@ -59,8 +62,6 @@ class InfoGAN(Method):
         return self.hp.categories + self.hp.continuous_codes
 
     def build(self):
-        from bench.nets.conv import ConvGenerator, HeadedDiscriminator, init_dcgan_weights
-
         hp, s = self.hp, self.shape
         generator = ConvGenerator(hp.latent_dim, s.channels, s.resolution, hp.width, extra_input=self.code_size)
         init_dcgan_weights(generator)

@@ -1,15 +1,19 @@
 """Adversarial objectives on raw discriminator scores (logits / critic values): each a D loss and a G loss.
 
-- `bce`: Goodfellow et al. 2014 with the generator's non-saturating loss -log D(G(z)) (Radford et al. 2016);
-  `minimax` keeps the paper's log(1 - D(G(z))) for the generator.
-- `least_squares`: Mao et al. 2017, D: 1/2 E (D(x) - b)^2 + 1/2 E (D(G(z)) - a)^2, G: 1/2 E (D(G(z)) - c)^2.
-- `wasserstein`: Arjovsky et al. 2017, D: E D(G(z)) - E D(x), G: -E D(G(z)).
+OBJECTIVES is the one table of them by name, the values of the adversarial family's `objective:` hyperparameter
+(compare_gan's losses by name):
+- `bce`: Goodfellow et al. 2014 with the generator's non-saturating loss -log D(G(z)) (Radford et al. 2016).
+- `ls`: Mao et al. 2017, D: 1/2 E (D(x) - b)^2 + 1/2 E (D(G(z)) - a)^2, G: 1/2 E (D(G(z)) - c)^2, a=0 b=1 c=1.
+- `wgan`: Arjovsky et al. 2017, D: E D(G(z)) - E D(x), G: -E D(G(z)).
 - `hinge`: Lim & Ye 2017 / Miyato et al. 2018, D: E relu(1 - D(x)) + E relu(1 + D(G(z))), G: -E D(G(z)).
+Variants outside the table: `Minimax` (the paper's log(1 - D(G(z))) for G, vanilla's `generator_loss: minimax`)
+and `SoftplusNonSaturating` (bce's values in StyleGAN's softplus form).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +66,7 @@ class LeastSquares(Objective):
     a: float = 0.0
     b: float = 1.0
     c: float = 1.0
-    name = "least_squares"
+    name = "ls"
 
     def d_loss(self, real, fake):
         return 0.5 * (real - self.b).pow(2).mean() + 0.5 * (fake - self.a).pow(2).mean()
@@ -72,7 +76,7 @@ class LeastSquares(Objective):
 
 
 class Wasserstein(Objective):
-    name = "wasserstein"
+    name = "wgan"
 
     def d_loss(self, real, fake):
         return fake.mean() - real.mean()
@@ -91,5 +95,5 @@ class Hinge(Objective):
         return -fake.mean()
 
 
-OBJECTIVES = {"bce": NonSaturating(), "minimax": Minimax(), "least_squares": LeastSquares(),
-              "wasserstein": Wasserstein(), "hinge": Hinge()}
+OBJECTIVES: dict[str, Objective] = {o.name: o for o in (NonSaturating(), LeastSquares(), Wasserstein(), Hinge())}
+ObjectiveName = Literal[tuple(OBJECTIVES)]  # what `objective:` takes: the table's names, from the table

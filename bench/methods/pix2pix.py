@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from bench.methods import StepContext, register_method
+from bench.methods.base import StepContext, register_method
 from bench.methods.translation import TranslationHyper, TranslationMethod
+from bench.nets.translation import PatchDiscriminator, UnetGenerator
 
 
 class Pix2PixHyper(TranslationHyper):
@@ -35,8 +36,6 @@ class Pix2Pix(TranslationMethod):
     needs_pairs = True
 
     def build(self):
-        from bench.nets.translation import PatchDiscriminator, UnetGenerator
-
         hp, s = self.hp, self.shape
         return {"generator": UnetGenerator(s.channels, s.channels, s.resolution, hp.width, hp.dropout),
                 "discriminator": PatchDiscriminator(2 * s.channels, s.resolution, hp.width, hp.patch_layers,

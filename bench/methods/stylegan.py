@@ -16,25 +16,29 @@ dropped it too, for the artefacts it leaves. Written for bench, small and clear,
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from pydantic import Field
 
-from bench.methods import Hyper, Latents, Method, StepContext, register_method
+from bench.methods.base import Hyper, Latents, Method, StepContext, register_method
 from bench.methods.ema import ema_beta, ema_copy, ema_update
 from bench.methods.objectives import SoftplusNonSaturating
 from bench.methods.penalties import r1_penalty
+from bench.nets.style import StyleDiscriminator, StyleGenerator
 
 OBJECTIVE = SoftplusNonSaturating()
 
 
 class StyleGANHyper(Hyper):
+    # the base Hyper gave every method critic_steps until issue 17; this step never read it (one D step per G step)
+    retired: ClassVar[dict[str, Any]] = {"critic_steps": 1}
     latent_dim: int = Field(128, gt=0, description="size of z and of w")
     width: int = Field(32, gt=0, description="channels at full resolution, doubling per halving up to 8 x width")
     lr_g: float = Field(1e-3, gt=0)
     lr_d: float = Field(1e-3, gt=0)
     beta1: float = Field(0.0, ge=0, lt=1)
     beta2: float = Field(0.99, ge=0, lt=1)
-    critic_steps: int = Field(1, ge=1)
     mapping_layers: int = Field(4, ge=1, description="depth of the mapping network (the paper: 8)")
     mapping_lr_mult: float = Field(0.01, gt=0)
     style_mixing_prob: float = Field(0.9, ge=0, le=1)
@@ -57,8 +61,6 @@ class StyleGAN(Method):
         self.truncation = hp.truncation_psi  # what samples use; `bench sample --truncation` changes it
 
     def build(self):
-        from bench.nets.style import StyleDiscriminator, StyleGenerator
-
         hp, s = self.hp, self.shape
         generator = StyleGenerator(hp.latent_dim, hp.latent_dim, hp.mapping_layers, hp.mapping_lr_mult, s.channels,
                                    s.resolution, hp.width)

@@ -12,9 +12,9 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from bench.methods import register_method
 from bench.methods.adversarial import AdversarialMethod, ConditionalHyper
-from bench.methods.objectives import Wasserstein
+from bench.methods.base import added, register_method
+from bench.methods.objectives import ObjectiveName
 from bench.methods.penalties import clip_weights
 
 
@@ -22,8 +22,9 @@ class WGANHyper(ConditionalHyper):
     lr_g: float = Field(5e-5, gt=0)
     lr_d: float = Field(5e-5, gt=0)
     critic_steps: int = Field(5, ge=1)
+    objective: ObjectiveName = added("wgan")
     clip_value: float = Field(0.01, gt=0)
-    critic_norm: Literal["batch", "layer", "none"] = "batch"
+    critic_norm: Literal["batch", "layer", "none", "spectral"] = "batch"
 
 
 @register_method
@@ -31,7 +32,6 @@ class WGAN(AdversarialMethod):
     name = "wgan"
     description = "Arjovsky et al. 2017: critic, weight clipping [-0.01, 0.01], RMSprop 5e-5, 5 critic steps"
     Hyper = WGANHyper
-    objective = Wasserstein()
 
     def discriminator_norm(self):
         return self.hp.critic_norm

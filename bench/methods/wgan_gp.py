@@ -2,7 +2,8 @@
 
 Critic loss E D(G(z)) - E D(x) + lambda E (||grad D(x_hat)||_2 - 1)^2 on random interpolates x_hat; lambda 10,
 5 critic steps, Adam lr 1e-4, betas (0, 0.9). No BatchNorm in the critic: the penalty is per sample and batch
-statistics would couple the samples (the paper suggests layer norm; `critic_norm: layer` gives it).
+statistics would couple the samples (the paper suggests layer norm; `critic_norm: layer` gives it;
+`critic_norm: spectral` gives Miyato et al. 2018's spectral norm, which composes with the penalty).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from bench.methods import register_method
 from bench.methods.adversarial import GradientPenaltyHyper, GradientPenaltyMethod
-from bench.methods.objectives import Wasserstein
+from bench.methods.base import added, register_method
+from bench.methods.objectives import ObjectiveName
 
 
 class WGANGPHyper(GradientPenaltyHyper):
@@ -22,7 +23,8 @@ class WGANGPHyper(GradientPenaltyHyper):
     beta1: float = Field(0.0, ge=0, lt=1)
     beta2: float = Field(0.9, ge=0, lt=1)
     critic_steps: int = Field(5, ge=1)
-    critic_norm: Literal["batch", "layer", "none"] = "none"
+    objective: ObjectiveName = added("wgan")
+    critic_norm: Literal["batch", "layer", "none", "spectral"] = "none"
 
 
 @register_method
@@ -30,7 +32,6 @@ class WGANGP(GradientPenaltyMethod):
     name = "wgan-gp"
     description = "Gulrajani et al. 2017: gradient penalty 10, 5 critic steps, Adam 1e-4 betas (0, 0.9), no BatchNorm"
     Hyper = WGANGPHyper
-    objective = Wasserstein()
 
     def discriminator_norm(self):
         return self.hp.critic_norm

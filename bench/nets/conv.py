@@ -6,12 +6,21 @@ from N(0, 0.02). Channel widths follow the PyTorch DCGAN example (64 px: 512-256
 
 A resolution is base * 2**k with base 4 (16, 32, 64, 128) or 7 (28): the generator starts at base x base and
 doubles k times; the discriminator mirrors it and ends with a base x base convolution to one score per image.
+
+Discriminators take a `norm`: `batch` (DCGAN), `layer` (per sample, for gradient penalties), `none`, or `spectral`:
+no normalisation layer, and spectral normalisation (Miyato et al. 2018, "Spectral Normalization for GANs") on every
+convolution, linear layer and embedding of D, the class embedding of a projection discriminator included (Miyato &
+Koyama 2018; mimicry's SNConv2d / SNLinear / SNEmbedding): each weight is divided by its largest singular value,
+estimated by one power iteration per forward pass in training. The iteration's vectors u, v are buffers, so they are
+in the network's state_dict and a resumed trial continues them exactly.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
 
 from bench.errors import BenchError
 
@@ -32,10 +41,12 @@ def _width_at(width: int, level: int) -> int:
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
-    """N(0, 0.02) for convolutions and linear layers, N(1, 0.02) for norm scales, zero biases (Radford et al.)."""
+    """N(0, 0.02) for convolutions and linear layers, N(1, 0.02) for norm scales, zero biases (Radford et al.).
+    A spectrally normalised layer's raw weight is drawn (its power-iteration vectors are then random with respect
+    to it, as Miyato et al.'s own start)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear | nn.Embedding):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+            nn.init.normal_(raw_weight(m), 0.0, 0.02)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d | nn.LayerNorm | nn.GroupNorm) and m.weight is not None:
@@ -43,11 +54,26 @@ def init_dcgan_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def raw_weight(m: nn.Module) -> torch.Tensor:
+    """The trained weight tensor: under spectral norm, the one before normalisation."""
+    return m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+
+
+def spectral_norm_all(module: nn.Module) -> nn.Module:
+    """Spectral normalisation on every convolution, linear layer and embedding of `module` not normalised yet."""
+    for m in list(module.modules()):
+        if isinstance(m, nn.Conv2d | nn.Linear | nn.Embedding) and not parametrize.is_parametrized(m, "weight"):
+            spectral_norm(m)
+    return module
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "layer":  # per-sample, so it keeps the gradient penalty well defined (Gulrajani et al. 2017)
         return nn.GroupNorm(1, channels)
+    if kind not in ("none", "spectral"):  # spectral: no layer; the weights are normalised (spectral_norm_all)
+        raise ValueError(f"unknown discriminator norm '{kind}'")
     return nn.Identity()
 
 
@@ -81,6 +107,8 @@ class ConvDiscriminator(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), _norm(norm, c_out), nn.LeakyReLU(0.2, True)]
         layers += [nn.Conv2d(_width_at(width, k - 1), 1, base, 1, 0, bias=False)]
         self.net = nn.Sequential(*layers)
+        if norm == "spectral":
+            spectral_norm_all(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).view(-1)
@@ -116,6 +144,8 @@ class ConcatDiscriminator(nn.Module):
         init_dcgan_weights(self.net)
         self.embed = nn.Sequential(nn.Embedding(n_classes, embedding_dim),
                                    nn.Linear(embedding_dim, resolution * resolution))
+        if norm == "spectral":
+            spectral_norm_all(self)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         plane = self.embed(labels).view(-1, 1, self.resolution, self.resolution)
@@ -132,6 +162,8 @@ class HeadedDiscriminator(nn.Module):
         self.net = ConvDiscriminator(channels, resolution, width, norm=norm)
         init_dcgan_weights(self.net)
         self.extra = extra
+        if norm == "spectral":
+            spectral_norm_all(self)
 
     @staticmethod
     def top_channels(resolution: int, width: int) -> int:
@@ -163,6 +195,8 @@ class ProjectionDiscriminator(nn.Module):
         init_dcgan_weights(self.net)
         self.embed = nn.Embedding(n_classes, HeadedDiscriminator.top_channels(resolution, width))
         nn.init.xavier_uniform_(self.embed.weight)  # as the authors' code (sngan_projection)
+        if norm == "spectral":
+            spectral_norm_all(self)  # the embedding too, as the authors' code (SNEmbedID)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         features = self.net.net[:-1](x)

@@ -1,0 +1,145 @@
+"""The dataset registry and what every source returns: one in-memory `ImageSet` (or `PairSet`), scaled to [-1, 1].
+
+Adding a dataset is one module with a function decorated by `@register_dataset(name, description)` and one import
+line in bench/data/__init__.py. Modules of the package import this base, never the package: imports run one way
+(base <- sources <- __init__).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from bench.errors import BenchError
+
+
+@dataclass
+class ImageSet:
+    """A whole dataset as one tensor: images (N, C, H, W) float32 in [-1, 1], labels (N,) int64 or None."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def resolution(self) -> int:
+        return self.images.shape[-1]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> ImageSet:
+        labels = None if self.labels is None else self.labels.to(device)
+        return ImageSet(self.images.to(device), labels, self.classes)
+
+
+@dataclass
+class PairSet:
+    """Two image domains for translation, each (N, C, H, W) float32 in [-1, 1]: `a` and `b`. Paired when a[i] and
+    b[i] are one example (Pix2Pix's data); unpaired domains may hold different counts (CycleGAN's)."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    paired: bool
+    labels = None  # no classes: the interface of ImageSet where translation code meets generation code
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        return self.a.shape[1]
+
+    @property
+    def resolution(self) -> int:
+        return self.a.shape[-1]
+
+    @property
+    def n_classes(self) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        """An epoch of translation is one pass over the larger domain (Zhu et al. 2017's data loader)."""
+        return max(self.a.shape[0], self.b.shape[0])
+
+    def domain(self, name: str) -> torch.Tensor:
+        return self.a if name == "a" else self.b
+
+    def to(self, device: torch.device | str) -> PairSet:
+        return PairSet(self.a.to(device), self.b.to(device), self.paired)
+
+
+# (data_root, split, resolution, **options) -> ImageSet (or PairSet) at `resolution`, in [-1, 1], on the CPU.
+Loader = Callable[..., ImageSet | PairSet]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    description: str
+    load: Loader
+    splits: tuple[str, ...] = ("train", "test")
+
+
+DATASETS: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(name: str, description: str, splits: tuple[str, ...] = ("train", "test")):
+    """Add a source to the registry; a second source under one name is a mistake, not an override."""
+
+    def decorate(fn: Loader) -> Loader:
+        if name in DATASETS and DATASETS[name].load is not fn:
+            raise ValueError(f"dataset name '{name}' is registered twice ({DATASETS[name].load.__module__} and "
+                             f"{fn.__module__}); give one of them another name")
+        DATASETS[name] = DatasetEntry(name, description, fn, splits)
+        return fn
+
+    return decorate
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("BENCH_DATA", "./data"))
+
+
+def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Square-resize a (N, C, H, W) batch in [-1, 1]: bilinear with antialiasing down, bilinear up."""
+    if images.shape[-1] == resolution and images.shape[-2] == resolution:
+        return images
+    out = F.interpolate(images, size=(resolution, resolution), mode="bilinear", antialias=True,
+                        align_corners=False)
+    return out.clamp_(-1.0, 1.0)
+
+
+def load_dataset(name: str, resolution: int, split: str = "train", data_root: Path | None = None,
+                 **options) -> ImageSet | PairSet:
+    """Load a registered dataset at `resolution` (square), images in [-1, 1], on the CPU.
+
+    `options` are the dataset's own settings from the suite (e.g. `path` for `folder`).
+    """
+    if name not in DATASETS:
+        raise BenchError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
+    entry = DATASETS[name]
+    if split not in entry.splits:
+        raise BenchError(f"dataset '{name}' has no split '{split}'; it has: {', '.join(entry.splits)}")
+    root = Path(data_root) if data_root is not None else default_data_root()
+    data = entry.load(root, split, resolution, **options)
+    if isinstance(data, PairSet):
+        return PairSet(resize(data.a, resolution), resize(data.b, resolution), data.paired)
+    return ImageSet(resize(data.images, resolution), data.labels, data.classes)
+
+
+def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> float32 in [-1, 1]."""
+    return images.float().div_(127.5).sub_(1.0)
+
