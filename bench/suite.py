@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bench.data import DATASETS
 from bench.devices import DEVICE_PATTERN
 from bench.errors import BenchError
-from bench.methods import METHODS, added, get_method, identity_dump
+from bench.methods import METHODS, added, get_method, identity_dump, identity_params
 from bench.space import method_space
 
 
@@ -242,7 +242,8 @@ class Trial(BaseModel):
     def identity(self) -> dict[str, Any]:
         """The normalised config that decides the trial's numbers."""
         return {
-            "method": self.method, "params": self.params, "dataset": self.dataset.model_dump(),
+            "method": self.method, "params": identity_params(self.method, self.params),
+            "dataset": self.dataset.model_dump(),
             "seed": self.seed, "budget": self.budget.model_dump(), "resolution": self.resolution,
             "batch_size": self.batch_size, "eval": identity_dump(self.eval, exclude={"inception_weights"}),
             "numerics": self.numerics.model_dump(),

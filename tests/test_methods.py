@@ -359,12 +359,6 @@ def test_identity_params_puts_the_retired_critic_steps_back_only_where_it_was_re
 # The keys main gave these trials before critic_steps was retired (the harness trial: width 8, 16 px, 6 steps).
 KEYS_BEFORE_THE_RETIREMENT = {"infogan": "6d9770ca3fd7", "stylegan": "4c85b08520c7", "cyclegan": "339bf9643d87",
                               "pix2pix": "9e79a2abf2ed"}
-AFTER_TRIAL_IDENTITY = pytest.mark.xfail(
-    strict=True, reason="bench/suite.py's Trial.identity() must hash identity_params(self.method, self.params) "
-    "(outside methods/, merged separately); once it does, these pass: remove this marker")
-
-
-@AFTER_TRIAL_IDENTITY
 @pytest.mark.parametrize("method", sorted(KEYS_BEFORE_THE_RETIREMENT))
 def test_retiring_critic_steps_keeps_every_recorded_trial_key(method):
     dataset = {"cyclegan": "digits-thick", "pix2pix": "digits-edges"}.get(method, "digits")
@@ -375,7 +369,6 @@ def test_retiring_critic_steps_keeps_every_recorded_trial_key(method):
     assert trial.key == KEYS_BEFORE_THE_RETIREMENT[method]
 
 
-@AFTER_TRIAL_IDENTITY
 def test_a_checkpoint_recorded_with_the_retired_critic_steps_resumes(tmp_path):
     data = random_data(1, 16)
     trial = make_trial("stylegan", 16, steps=4)
@@ -525,7 +518,7 @@ def test_an_sngan_trial_resumes_bit_identically_power_iteration_vectors_included
 
 
 def test_every_default_search_space_names_only_hyperparameters_of_its_method():
-    from bench.tune.space import DEFAULT_SPACES, TRIAL_LEVEL
+    from bench.space import DEFAULT_SPACES, TRIAL_LEVEL
 
     for method, space in DEFAULT_SPACES.items():
         assert set(space) - set(TRIAL_LEVEL) <= set(get_method(method).Hyper.model_fields), method

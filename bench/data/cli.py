@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from bench.data.base import DATASETS, default_data_root
+from bench.data.lego import LEGO_DATASETS, describe_lego
 from bench.errors import BenchError
 from scrapers.settings import DEFAULT_BASE_URL, DEFAULT_IMAGE_BASE_URL, POLITE_DELAY_SECONDS
 
@@ -41,8 +43,7 @@ def build(
     if which not in BUILDABLE:
         raise BenchError(f"cannot build '{which}': buildable datasets are {', '.join(BUILDABLE)} "
                          "(the others are read from the data root or downloaded)")
-    # loaded when the command runs (Scrapy, the dataset sources), not for every `bench` command
-    from bench.data import default_data_root
+    # Scrapy (under the crawler and the builder) loads when the command runs, not for every `bench` command
     from scrapers.crawl import crawl_in_subprocess
     from scrapers.dataset_builder import build_datasets
     from scrapers.settings import CrawlConfig, parse_categories
@@ -67,9 +68,6 @@ def info(
     data_root: Path | None = typer.Option(None, help="Data root (default: $BENCH_DATA or ./data)."),
 ) -> None:
     """Counts, resolution and provenance of a dataset (others: count, shape and classes at native size)."""
-    # loaded when the command runs (Scrapy, the dataset sources), not for every `bench` command
-    from bench.data import DATASETS, default_data_root
-    from bench.data.lego import LEGO_DATASETS, describe_lego
 
     root = data_root if data_root is not None else default_data_root()
     if name in LEGO_DATASETS:
@@ -104,8 +102,6 @@ def download(
     data_root: Path | None = typer.Option(None, help="Data root (default: $BENCH_DATA or ./data)."),
 ) -> None:
     """Fetch a dataset into the data root (needs internet; training never downloads)."""
-    # loaded when the command runs (Scrapy, the dataset sources), not for every `bench` command
-    from bench.data import default_data_root
 
     root = data_root if data_root is not None else default_data_root()
     if name in ARCHIVES:

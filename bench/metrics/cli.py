@@ -118,7 +118,8 @@ def fid_command(
     import torch
 
     # loaded when FID is computed, not for every `bench` command
-    from bench.metrics import Reference, evaluate_generator, evaluate_images
+    from bench.metrics.base import Reference
+    from bench.metrics.evaluate import evaluate_generator, evaluate_images
 
     ref, fake = parse_side(a), parse_side(b)
     if ref.kind == "run":

@@ -57,7 +57,8 @@ def perf_fid_command(
 
     # the metric machinery (torch, the Inception net) loads when the benchmark runs
     from bench.devices import resolve
-    from bench.metrics import Reference, evaluate_images
+    from bench.metrics.base import Reference
+    from bench.metrics.evaluate import evaluate_images
     from bench.metrics.features import FeatureExtractor, check_mode
     from bench.metrics.inception import load_feature_network
     from bench.metrics.reference import reference_stats
