@@ -54,7 +54,7 @@ def run(
 
     opt.check_device(device)
     placement = opt.placement(executor, parallel, per_gpu, address)
-    spec = load_suite(suite, set_)
+    spec = load_suite(suite, opt.with_threads(set_, threads))
     trials = select(expand(spec), only)
     if not trials:
         raise BenchError(f"{suite}: no trial matches the --only filters {only}")
@@ -67,7 +67,7 @@ def run(
                        f"seed={t.seed:<3} {params}")
         return
     options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, retry_failed=retry_failed,
-                         threads=threads, tracking_uri=resolve_tracking_uri(tracking_uri, spec.tracking_uri))
+                         tracking_uri=resolve_tracking_uri(tracking_uri, spec.tracking_uri))
     result = run_trials(trials, options, console=Console(), placement=placement)
     counts = result.counts
     parts = [f"{counts['finished']} trained", f"{counts['skipped']} already finished"]
@@ -83,6 +83,29 @@ def run(
                    f"they are kept in {result.pending[0] / 'pending'} (and the like) and are sent by the next "
                    f"`bench run {suite}`, once the store is back")
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def reproduce(
+    target: Annotated[str, typer.Argument(help="a report folder (reports/quickstart), a trial key (or unique "
+                                                "prefix) or an MLflow run id")],
+    only: Annotated[list[str], typer.Option("--only", help="KEY=VALUE trial filter, as bench run's")] = [],  # noqa: B006
+    steps: Annotated[int | None, typer.Option(help="re-train this many steps (compare their losses) [to the end, "
+                                                   "then the metrics too]")] = None,
+    tolerance: Annotated[float, typer.Option(help="relative tolerance [0: bit-identical; CUDA promises no more "
+                                                  "than the same GPU model]")] = 0.0,
+    tracking_uri: opt.TrackingUri = None,
+    device: opt.Device = None,
+    data_root: opt.DataRoot = None,
+) -> None:
+    """Re-train recorded trials from their recorded config and compare every logged loss (and the final metrics)
+    with the record: `identical`, or the first step where they part and which numerics differ. Writes nothing into
+    the store or a runs folder."""
+    # the trainer and the records load when trials are re-trained, not for every `bench` command
+    from bench.reproduce import reproduce as run
+
+    opt.check_device(device)
+    raise typer.Exit(run(target, only, steps, tolerance, tracking_uri, device, data_root, say=typer.echo))
 
 
 @app.command("ls")

@@ -26,8 +26,13 @@ Executor = Annotated[str | None, typer.Option(help="local | parallel | ray [loca
                                                    "ray with --address]")]
 Address = Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://host:10001); default: a local "
                                                   "Ray instance")]
-Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads per trial [all cores; --parallel N: cores / N; "
-                                                         "Ray: 1]; the same count, the same numbers")]
+Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads per trial: --set numerics.threads=T (part of "
+                                                         "a trial's numbers and key) [the suite's, 1]")]
+
+
+def with_threads(set_: list[str], threads: int | None) -> list[str]:
+    """--threads T is --set numerics.threads=T."""
+    return [*set_, f"numerics.threads={threads}"] if threads is not None else list(set_)
 
 
 def check_device(device: str | None) -> None:

@@ -70,8 +70,3 @@ def gpu_indices(name: str) -> list[int]:
 def cpu_cores() -> int:
     """Cores this process may run on (its affinity, as a container or taskset limits it)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def threads_per_slot(slots: int) -> int:
-    """CPU threads each of `slots` trials running at once on this machine computes with."""
-    return max(1, cpu_cores() // max(slots, 1))

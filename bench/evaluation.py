@@ -97,15 +97,15 @@ def _intra_fid(method, trial: Trial, reference, tracker, step: int, device, opti
     return _record(result, tracker, step)
 
 
-def log_summary(tracker, evaluations: list[dict]) -> None:
+def summary_values(evaluations: list[dict]) -> dict[str, float]:
+    """A finished trial's summary metrics (fid_final, fid_best, kid_final, ...) from its evaluations."""
     if not evaluations:
-        return
+        return {}
     final = evaluations[-1]
     summary: dict[str, float] = {}
     if "fid" in final:
         best = min((e for e in evaluations if "fid" in e), key=lambda e: (e["fid"], e["step"]))
         summary.update(fid_final=final["fid"], fid_best=best["fid"], fid_best_step=best["step"])
-        tracker.set_tags({"eval.best_step": best["step"], "eval.final_step": final["step"]})
     if "kid_mean" in final:
         summary["kid_final"] = final["kid_mean"]
     if "intra_fid" in final:
@@ -113,4 +113,14 @@ def log_summary(tracker, evaluations: list[dict]) -> None:
     for name in ("fid_a2b", "fid_b2a", "kid_a2b_mean", "kid_b2a_mean", "l1_a2b", "psnr_a2b", "ssim_a2b"):
         if name in final:  # translation: each direction's final value
             summary[f"{name.removesuffix('_mean')}_final"] = final[name]
+    return summary
+
+
+def log_summary(tracker, evaluations: list[dict]) -> None:
+    summary = summary_values(evaluations)
+    if not summary:
+        return
+    final = evaluations[-1]
+    if "fid_best_step" in summary:
+        tracker.set_tags({"eval.best_step": summary["fid_best_step"], "eval.final_step": final["step"]})
     tracker.log_metrics(summary, step=final["step"])

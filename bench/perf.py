@@ -7,17 +7,21 @@ Imports only torch (and bench's torch-only modules), so it runs on a GPU box tha
 
 from __future__ import annotations
 
+import atexit
 import io
+import multiprocessing
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from bench import devices
+from bench import devices, numerics
 from bench.data import ImageSet
 from bench.errors import BenchError
 from bench.executors import Placement
@@ -40,13 +44,16 @@ def synthetic_data(n: int, channels: int, resolution: int) -> ImageSet:
     return ImageSet(torch.rand(n, channels, resolution, resolution, generator=gen) * 2 - 1)
 
 
-# the fast paths `bench perf train` compares; each is a Numerics option of a trial (it changes numerics)
+# the fast paths `bench perf train` compares; each is a Numerics option of a trial (it changes numerics). fp32 and
+# the fast paths use the machine's fastest kernels; `portable` is bench's default, the pinned CPU kernels
+# (bench/numerics.py): its "vs fp32" is what portability costs
 PATHS = {
-    "fp32": {},
-    "channels_last": {"channels_last": True},
-    "bf16": {"bf16": True},
-    "compile": {"compile": True},
-    "all": {"channels_last": True, "bf16": True, "compile": True},
+    "fp32": {"portable": False},
+    "portable": {"portable": True},
+    "channels_last": {"portable": False, "channels_last": True},
+    "bf16": {"portable": False, "bf16": True},
+    "compile": {"portable": False, "compile": True},
+    "all": {"portable": False, "channels_last": True, "bf16": True, "compile": True},
 }
 
 # Dense peak TFLOP/s from NVIDIA's datasheets, per precision the path's convolutions run in: PyTorch lets cuDNN use
@@ -83,6 +90,12 @@ def perf_trial(method: str, resolution: int, batch_size: int, width: int, device
 
 def bench_loop(method: str, data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int,
                path: str = "fp32") -> float:
+    """Steps/s of bench's loop on `path`; on the CPU a path of the other numerics mode than this process's runs in a
+    worker process started in that mode (the kernels are chosen when torch loads)."""
+    mode, device = "portable" if PATHS[path]["portable"] else "native", torch.device(device)
+    if device.type == "cpu" and mode != numerics.process_mode():
+        return _worker(mode).submit(bench_loop, method, data, batch_size, str(device), width, warmup, steps,
+                                    path).result()
     trainer = Trainer(perf_trial(method, data.resolution, batch_size, width, device, path), data, device)
     trainer.run(stop_after=warmup)
     _sync(device)
@@ -92,10 +105,31 @@ def bench_loop(method: str, data: ImageSet, batch_size: int, device, width: int,
     return steps / (time.perf_counter() - start)
 
 
+_WORKERS: dict[str, ProcessPoolExecutor] = {}
+
+
+def _worker(mode: str) -> ProcessPoolExecutor:
+    """One process per numerics mode for the whole `bench perf train` (its ~8 s start paid once)."""
+    if mode not in _WORKERS:
+        saved = os.environ.get(numerics.MODE_VARIABLE)
+        os.environ[numerics.MODE_VARIABLE] = mode  # read by the worker's bench/__init__ before its torch loads
+        try:
+            _WORKERS[mode] = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            _WORKERS[mode].submit(int).result()  # started now, with this environment
+        finally:
+            if saved is None:
+                os.environ.pop(numerics.MODE_VARIABLE)
+            else:
+                os.environ[numerics.MODE_VARIABLE] = saved
+        atexit.register(_WORKERS[mode].shutdown)
+    return _WORKERS[mode]
+
+
 def step_flops(method: str, data: ImageSet, batch_size: int, device, width: int) -> int:
     """FLOPs of one training step of bench's loop (forward and backward of every network, all critic steps),
     counted with PyTorch's FLOP formulas on the fp32 path (the other paths do the same arithmetic)."""
-    trainer = Trainer(perf_trial(method, data.resolution, batch_size, width, device, "fp32"), data, device)
+    own = "portable" if numerics.process_mode() == "portable" else "fp32"  # the same arithmetic, this process's mode
+    trainer = Trainer(perf_trial(method, data.resolution, batch_size, width, device, own), data, device)
     trainer.run(stop_after=1)
     with FlopCount() as counter:
         trainer.run(stop_after=2)
@@ -215,9 +249,10 @@ def plain_loop(method: str, data: ImageSet, batch_size: int, device, width: int,
 
 
 def default_paths(device: torch.device) -> list[str]:
-    """On a GPU every path; on the CPU fp32 and channels_last (bf16 and compile are GPU paths: on a CPU they are
+    """On a GPU every path but portable (the CPU kernels decide nothing there); on the CPU fp32, portable and
+    channels_last (bf16 and compile are GPU paths: on a CPU they are
     slower, and compiling takes minutes)."""
-    return list(PATHS) if device.type == "cuda" else ["fp32", "channels_last"]
+    return [p for p in PATHS if p != "portable"] if device.type == "cuda" else ["fp32", "portable", "channels_last"]
 
 
 def perf_train(methods: list[str], resolutions: list[int], paths: list[str] | None, batch_size: int, steps: int,

@@ -5,7 +5,7 @@
 - the method: it accepts the data (a conditional method needs labels) and its networks build and fit together
   at the suite's resolution and channels, checked on PyTorch's "meta" device (shapes only, no memory, no time);
 - the evaluation: the reference split exists, a statistics file or Inception weights named by the suite exist;
-- the device exists;
+- the device exists, and this process can compute with the trial's numerics (bench/numerics.py);
 and for a real run: the runs folder is writable with room for the checkpoints.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bench import devices
+from bench import devices, numerics
 from bench.batches import DataCache, data_shape
 from bench.data import DATASETS, ImageSet, PairSet
 from bench.errors import BenchError
@@ -41,7 +41,7 @@ def check_trials(trials: list[Trial], data: DataCache, device_override: str | No
     for trial in trials:
         where = f"trial {trial.key} ({trial.label} on {trial.dataset.name}, seed {trial.seed})"
         try:
-            devices.resolve(device_override or trial.device)
+            numerics.check(trial.numerics.portable, devices.resolve(device_override or trial.device))
             images = data.get(trial)
             smallest = min(images.a.shape[0], images.b.shape[0]) if isinstance(images, PairSet) else len(images)
             if smallest < trial.batch_size:

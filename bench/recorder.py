@@ -121,6 +121,11 @@ class TrialRecorder:
                 self._go_offline(err)
         self.journal.append(op, **kwargs)
 
+    def tags_with_prefix(self, prefix: str) -> dict[str, str]:
+        """The run's tags under `prefix` (without it) as they were when it was opened; {} when offline."""
+        tags = self.live.tags if self.live is not None else {}
+        return {k.removeprefix(prefix): v for k, v in tags.items() if k.startswith(prefix)}
+
     # the calls the runner and the Trainer make -------------------------------------------------------------
     def log_params(self, params: dict[str, Any]) -> None:
         self._send("log_params", params=params)

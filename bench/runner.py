@@ -78,8 +78,7 @@ class TrialJob:
         return f"{self.prefix} {t.key} {t.label} {t.dataset.name} seed={t.seed}".strip()
 
     def __call__(self, ctx: Context) -> Outcome:
-        options = replace(self.options, device=slot_device(ctx.slot, self.trial.device, self.options.device),
-                          threads=self.options.threads or ctx.slot.threads)
+        options = replace(self.options, device=slot_device(ctx.slot, self.trial.device, self.options.device))
         data = ctx.cache.setdefault("data", DataCache(options.data_root))
         try:
             return run_trial(self.trial, options, data, ctx.console, ctx.say, self.prefix, ctx.should_stop,

@@ -32,9 +32,6 @@ class RunOptions:
     # called with (step, metric values) after each evaluation; may raise bench.train.TrialPruned (bench tune)
     on_evaluation: Callable[[int, dict[str, float]], None] | None = None
     resume_pruned: bool = True  # bench run resumes a pruned trial; bench tune leaves it pruned
-    # CPU threads a trial computes with (None: PyTorch's default, all cores). PyTorch splits reductions by thread,
-    # so on the CPU the same trial with the same thread count gives the same numbers, whichever executor runs it
-    threads: int | None = None
     quiet_workers: bool = False  # worker processes print nothing (bench perf suite: only its table)
 
 

@@ -22,6 +22,7 @@ from bench.data import DATASETS
 from bench.devices import DEVICE_PATTERN
 from bench.errors import BenchError
 from bench.methods import METHODS, added, get_method, identity_dump, identity_params
+from bench.numerics import DEFAULT_THREADS
 from bench.space import method_space
 
 
@@ -109,8 +110,13 @@ class TuneSpec(Strict):
 
 
 class Numerics(Strict):
-    """GPU options; they change numerics, so they are part of a trial's identity."""
+    """What decides a trial's bits besides its config (bench/numerics.py); all of it is part of its identity."""
 
+    portable: bool = Field(True, description="pinned CPU kernels: the same bits on any x86-64 machine with AVX2 "
+                                             "(false: this machine's fastest, run with BENCH_NUMERICS=native)")
+    threads: int = Field(DEFAULT_THREADS, ge=1, le=256, description="CPU threads a trial computes with (reductions "
+                         "split by thread); trials running at once each take this many")
+    deterministic: bool = Field(False, description="CUDA: deterministic algorithms, no cuDNN benchmark, TF32 off")
     channels_last: bool = False
     bf16: bool = False
     compile: bool = False

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
+from bench.numerics import fingerprint
 
 if TYPE_CHECKING:
     import torch
@@ -51,7 +52,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         sha = None
     info = {"python": platform.python_version(), "platform": platform.platform(), "packages": packages,
             "git_sha": sha, "device": str(device), "torch_threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine()}
+            "cpu": platform.processor() or platform.machine(), "numerics": fingerprint(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
@@ -243,6 +244,7 @@ class MlflowTracker:
             self.client.update_run(run.info.run_id, status="RUNNING")
         self.run_id = run.info.run_id
         self.resumed = run_id == self.run_id
+        self.tags = dict(run.data.tags)  # as the run held them when opened (a resumed one: its first start's)
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param

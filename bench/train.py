@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from bench import checkpoint as ckpt_io
+from bench import numerics
 from bench.batches import BatchSource, PairBatches, data_shape, fixed_latents, fixed_pairs
 from bench.data import ImageSet, PairSet
 from bench.errors import BenchError
@@ -100,6 +101,15 @@ class Trainer:
         self.tracker = tracker or NullTracker()
         self.evaluate = evaluate
         self.progress: Progress | None = None
+        numerics.check(trial.numerics.portable, device)
+        with self._numerics():
+            self._build(trial, data, device, grid_data)
+
+    def _numerics(self):
+        n = self.trial.numerics
+        return numerics.trial_numerics(n.portable, n.threads, n.deterministic, self.device)
+
+    def _build(self, trial: Trial, data: ImageSet | PairSet, device: torch.device, grid_data: PairSet | None) -> None:
         seed_globals(trial.seed)
         self.data = data.to(device)
         self.grid_data = grid_data.to(device) if grid_data is not None else self.data  # translation grids' inputs
@@ -249,6 +259,11 @@ class Trainer:
         `should_stop` is asked after every step; when it says yes the state is checkpointed at that step and
         TrainingStopped is raised (the runner's Ctrl-C), so a resume loses nothing.
         """
+        with self._numerics():
+            return self._run(stop_after, progress, should_stop)
+
+    def _run(self, stop_after: int | None, progress: Progress | None, should_stop: Callable[[], bool] | None
+             ) -> TrainResult:
         self.progress = progress
         self.resume()
         log_cfg, eval_every = self.trial.log, self.trial.eval.every

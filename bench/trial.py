@@ -6,6 +6,7 @@ records do not depend on who ran it.
 from __future__ import annotations
 
 import errno
+import json
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import torch
 
-from bench import devices
+from bench import devices, numerics
 from bench.batches import DataCache
 from bench.checkpoint import CHECKPOINT_NAME
 from bench.errors import BenchError, Interrupted
@@ -59,8 +60,6 @@ def run_trial(trial: Trial, options: RunOptions, data: DataCache | None = None, 
             return skipped
         clean_stale_temporaries(folder)
         device = devices.resolve(options.device or trial.device)
-        if options.threads:
-            torch.set_num_threads(options.threads)
         resuming = (folder / CHECKPOINT_NAME).exists()  # interrupted, or failed and retried
         say(f"{name}: {'resuming' if resuming else 'training'} on {device}")
         short = f"{prefix} {trial.label} {trial.dataset.name} s{trial.seed}".strip()
@@ -180,14 +179,24 @@ def _open_recorder(trial: Trial, folder: Path, device: torch.device, options: Ru
     tags = {"bench.suite": trial.suite, "bench.trial_key": trial.key, "bench.method": trial.method,
             "bench.label": trial.label, "bench.dataset": trial.dataset.name, "bench.seed": str(trial.seed),
             "bench.status": "running", "bench.task": "translation" if _translates(trial) else "generation",
+            # the whole config, so `bench reproduce` can re-train the trial from the record alone
+            "bench.config": json.dumps(trial.model_dump(mode="json"), sort_keys=True, separators=(",", ":")),
             **options.extra_tags}
     recorder = TrialRecorder(options.tracking_uri, trial.suite, folder,
                              f"{trial.label}-{trial.dataset.name}-s{trial.seed}-{trial.key}", tags)
+    n = trial.numerics
+    with numerics.trial_numerics(n.portable, n.threads, n.deterministic, device):  # as the trial computes
+        here = numerics.fingerprint(device)
+        env = environment(device) if not recorder.resumed else None
     if not recorder.resumed:
         hidden = {"key", "suite", "method", "label", "dataset", "seed"}
         recorder.log_params({**{k: v for k, v in trial.flat().items() if k not in hidden}, "device": str(device)})
         recorder.log_json(trial.model_dump(mode="json"), "config.json")
-        recorder.log_json(environment(device), "environment.json")
+        recorder.log_json(env, "environment.json")
+        recorder.set_tags({f"fingerprint.{k}": v for k, v in here.items()})  # what decided the bits (bench/numerics)
+    elif (recorded := recorder.tags_with_prefix("fingerprint.")) and \
+            (changed := numerics.differences(recorded, here)):
+        recorder.set_tags({"fingerprint.resumed_with": "; ".join(changed)[:5000]})
     recorder.set_tags({"bench.status": "running", **options.extra_tags})
     return recorder
 

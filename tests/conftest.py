@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+import bench  # noqa: F401  before anything imports torch: bench pins the numerics knobs torch reads when it loads
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 

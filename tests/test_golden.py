@@ -6,7 +6,8 @@ quickstart are pinned too, so existing records and checkpoints stay valid.
 
 A change that is meant to move them regenerates them in the same commit, together with the example report:
 
-    uv run python -m tests.test_golden      # rewrites tests/golden.json
+    uv run python -m tests.test_golden      # rewrites tests/golden.json (under the pinned numerics: bench is
+                                            # imported, through tests.conftest, before torch)
     uvx nox -s example                      # reruns the quickstart and rewrites reports/quickstart/
 """
 
@@ -18,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.conftest import REPO, run_bench
 
@@ -41,6 +41,8 @@ log: {every: 10, samples_every: 1000, checkpoint_every: 20}
 
 def method_losses(method: str) -> list[list[float]]:
     """[step, loss_d, loss_g] every 10 steps of a 40-step trial on digits (16 px, seed 0, width 16, batch 64)."""
+    import torch
+
     from bench.data import load_dataset
     from bench.methods import get_method
     from bench.suite import Budget, DatasetSpec, EvalSpec, LogSpec, Numerics, Trial

@@ -28,7 +28,7 @@ def test_a_named_gpu_is_cuda_for_every_rule():
 
 def test_cuda_n_with_parallel_plans_gpu_slots_on_that_gpu(four_gpus):
     slots = plan_slots(2, 2, "cuda:1", set())
-    assert slots == [Slot("cuda:1", None), Slot("cuda:1", None)]
+    assert slots == [Slot("cuda:1"), Slot("cuda:1")]
     slots = plan_slots(2, 2, None, {"cuda:3"})  # the trials' own device
     assert [s.device for s in slots] == ["cuda:3", "cuda:3"]
     with pytest.raises(BenchError, match="--parallel 2 with --per-gpu 1 needs 2 GPUs; the trials have GPU 1 alone"):
@@ -42,19 +42,17 @@ def test_cuda_spreads_slots_k_per_gpu(four_gpus):
         plan_slots(9, 2, "cuda", set())
 
 
-def test_cpu_slots_split_the_cores(monkeypatch):
-    monkeypatch.setattr(devices, "cpu_cores", lambda: 16)
-    assert plan_slots(4, 1, "cpu", {"cuda"}) == [Slot(None, 4)] * 4  # --device cpu overrides the trials'
-    assert plan_slots(32, 1, None, {"cpu"}) == [Slot(None, 1)] * 32
-    assert devices.threads_per_slot(3) == 5
+def test_cpu_slots_leave_the_thread_count_to_the_trials_numerics():
+    assert plan_slots(4, 1, "cpu", {"cuda"}) == [Slot(None)] * 4  # --device cpu overrides the trials'
+    assert plan_slots(32, 1, None, {"cpu"}) == [Slot(None)] * 32  # each trial computes with numerics.threads
 
 
 def test_a_gpu_slot_places_only_trials_without_a_gpu_of_their_own():
-    gpu = Slot("cuda:2", None)
+    gpu = Slot("cuda:2")
     assert slot_device(gpu, "cuda", None) == "cuda:2" and slot_device(gpu, "auto", None) == "cuda:2"
     assert slot_device(gpu, "cpu", "cuda") == "cuda:2"  # --device cuda overrides the trial, the slot picks the GPU
     assert slot_device(gpu, "cuda:1", None) is None  # the trial keeps its own cuda:1
-    assert slot_device(Slot(None, 2), "cuda", None) is None and slot_device(Slot(None, 2), "cpu", "cpu") == "cpu"
+    assert slot_device(Slot(None), "cuda", None) is None and slot_device(Slot(None), "cpu", "cpu") == "cpu"
 
 
 def test_one_placement_rule_for_run_and_tune():

@@ -1,4 +1,4 @@
-"""What every executor shares: where a job may run (a Slot: its GPU and CPU threads, planned by one rule), what a
+"""What every executor shares: where a job may run (a Slot: its GPU, planned by one rule), what a
 job gets there (a Context) and what a job is (Job: run somewhere, and told in the parent when its worker died).
 
 A job is picklable: the processes and Ray executors send it to a worker. It runs there as `job(ctx)` and returns
@@ -32,8 +32,10 @@ class Placement:
 
 @dataclass(frozen=True)
 class Slot:
+    """Where one job runs at a time. CPU threads are not the slot's: a trial computes with its numerics.threads
+    (part of its numbers), whoever runs it."""
+
     device: str | None  # cuda:N for a GPU slot ("cuda" on Ray, which picks the GPU); None: the job's own device
-    threads: int | None  # torch intra-op threads on the CPU; None: PyTorch's default
 
 
 @dataclass
@@ -75,8 +77,8 @@ class Executor(Protocol):
 
 
 def plan_slots(parallel: int | None, per_gpu: int, device: str | None, device_names: set[str]) -> list[Slot]:
-    """N slots over the GPUs (K per GPU) when the jobs train on CUDA, else over the CPU cores (cores / N threads
-    each). A device named `cuda:N` (by --device, or by every trial) confines the slots to that GPU."""
+    """N slots over the GPUs (K per GPU) when the jobs train on CUDA, else N on the CPU. A device named `cuda:N`
+    (by --device, or by every trial) confines the slots to that GPU."""
     parallel = parallel or 1
     if parallel < 1:
         raise BenchError(f"--parallel {parallel}: give the number of trials to run at once (1 or more)")
@@ -92,8 +94,8 @@ def plan_slots(parallel: int | None, per_gpu: int, device: str | None, device_na
             raise BenchError(f"--parallel {parallel} with --per-gpu {per_gpu} needs {-(-parallel // per_gpu)} GPUs; "
                              f"the trials have {shown}: use --per-gpu {-(-parallel // max(len(gpus), 1))} or a "
                              "smaller --parallel")
-        return [Slot(f"cuda:{gpus[i // per_gpu]}", None) for i in range(parallel)]
-    return [Slot(None, devices.threads_per_slot(parallel)) for _ in range(parallel)]
+        return [Slot(f"cuda:{gpus[i // per_gpu]}") for i in range(parallel)]
+    return [Slot(None) for _ in range(parallel)]
 
 
 def slot_device(slot: Slot, name: str, override: str | None) -> str | None:

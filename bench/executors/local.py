@@ -11,7 +11,7 @@ from bench.progress import Console
 
 
 class LocalExecutor:
-    def __init__(self, console: Console, say: Callable[[str], None] | None = None, slot: Slot = Slot(None, None),
+    def __init__(self, console: Console, say: Callable[[str], None] | None = None, slot: Slot = Slot(None),
                  cache: dict | None = None):
         self.console, self.say, self.slot = console, say or console.say, slot
         self.cache = cache if cache is not None else {}  # what the caller has loaded already (its datasets)

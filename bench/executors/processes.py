@@ -1,5 +1,6 @@
 """The processes executor (`--parallel N [--per-gpu K]`): N spawned worker processes on this machine, each in a
-slot (bench.executors.base.plan_slots: on GPUs worker i uses GPU i // K; on the CPU each gets cores / N threads).
+slot (bench.executors.base.plan_slots: on GPUs worker i uses GPU i // K; on the CPU each trial computes with its
+numerics.threads).
 A worker takes the next queued job when it is free. A worker that dies (the out-of-memory killer, SIGKILL) costs
 only its job, whose `lost` says what that means; a fresh process takes the slot for the next job.
 

@@ -1,8 +1,8 @@
 """The Ray executor (`--executor ray [--address ADDR] [--per-gpu K]`): every job a Ray core task.
 
 - A task asks for 1 CPU and, when the jobs train on CUDA, 1/K of a GPU (`--per-gpu K` puts K on one GPU; Ray's
-  resources are scheduling labels, so each must keep to its share of the GPU's memory). CPU tasks compute with one
-  thread unless --threads says otherwise.
+  resources are scheduling labels, so each must keep to its share of the GPU's memory). A trial computes with its
+  numerics.threads, here as anywhere.
 - No retries by Ray: a worker that dies costs only its job, whose `lost` says what that means.
 - The workers write the records themselves, so the tracking store must be reachable from them: with a cluster
   given by `--address`, a local SQLite file or folder is refused (start an MLflow server, pass its http:// URI);
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import devices
+from bench import devices, numerics
 from bench.errors import BenchError, Interrupted
 from bench.executors.base import Context, Job, JobCounter, Placement, Slot
 from bench.progress import Console
@@ -78,8 +78,11 @@ class RayExecutor:
     def __enter__(self) -> RayExecutor:
         ray = self.ray
         if not ray.is_initialized():
+            # the tasks' interpreters must pin the CPU numerics before torch loads, as this one did
+            env = {k: v for k, v in os.environ.items() if k in numerics.PORTABLE_ENV or k == numerics.MODE_VARIABLE}
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=True, configure_logging=False,
+                         runtime_env={"env_vars": env})
             except (ConnectionError, ValueError, RuntimeError) as err:
                 raise BenchError(f"--executor ray: cannot reach the Ray cluster at {self.address or 'local'} "
                                  f"({str(err).splitlines()[0][:200]}); start it with `ray start --head` or drop "
@@ -102,7 +105,7 @@ class RayExecutor:
             status: Callable[[], None] | None = None) -> list[str]:
         ray = self.ray
         task = ray.remote(num_cpus=1, num_gpus=(1.0 / self.per_gpu) if self.on_cuda else 0, max_retries=0)(_run_task)
-        slot = Slot("cuda" if self.on_cuda else None, 1)  # Ray picks the GPU (the task's cuda:0); one CPU thread
+        slot = Slot("cuda" if self.on_cuda else None)  # Ray picks the GPU: it is the task's cuda:0
         slots = self.capacity()
         running: dict = {}
         queue = list(jobs)

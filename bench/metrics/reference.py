@@ -23,6 +23,7 @@ from bench.metrics.base import ProgressCallback, Reference
 from bench.metrics.cache import ReferenceStats, cached_stats, load_stats, stats_path
 from bench.metrics.features import FeatureExtractor, file_batches, tensor_batches
 from bench.metrics.frechet import gaussian_stats
+from bench.numerics import kernels
 
 SUBSET_SEED = 0
 
@@ -113,7 +114,8 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
     if "path" in options:  # a relative path names another folder from another directory or data root
         options["path"] = str(Path(options["path"]).expanduser().resolve())
         options["data_root"] = str(Path(reference.data_root).resolve()) if reference.data_root else None
-    fields = {**meta, "n": reference.n, "options": options}
+    # features computed with other kernels are other bits: statistics are cached per kernels too (bench/numerics.py)
+    fields = {**meta, "n": reference.n, "options": options, "kernels": kernels()}
     if reference.label is not None:
         fields["label"] = reference.label
     if reference.domain is not None:

@@ -47,6 +47,8 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
     tidy = tidy_table(records)
     curves = curve_table(records)
     everything = tables.trials_table(tidy, records.param_columns)
+    # each trial's whole config (tag bench.config), last: what `bench reproduce REPORT` re-trains it from
+    everything = everything.merge(records.runs[["run_id", "config"]], on="run_id", how="left")
     translating = is_translation(everything)
     trials, translation = everything[~translating], everything[translating]  # noise-to-image, image-to-image
     test = tables.suite_test(everything)

@@ -141,9 +141,12 @@ def protocol_display(table: pd.DataFrame, warnings: list[str]) -> Display:
         rows.append(cells)
     notes = ["The protocol is half the number: FIDs are comparable only within one column, and only with a "
              "paper that used the same protocol. A value marked MIXED means runs in that column were "
-             "evaluated differently."]
+             "evaluated differently.",
+             "fingerprint.* is what decided the bits (bench/numerics.py): mode portable is the same on any x86-64 "
+             "machine with AVX2 for the torch build and glibc shown; MIXED there means runs of a column were "
+             "computed with different kernels (`bench reproduce` says where two numbers part)."]
     notes += [f"Warning recorded with the evaluations: {w}" for w in warnings]
-    return Display("protocol", "Evaluation protocol", ["", *datasets], rows, notes)
+    return Display("protocol", "Evaluation protocol and numerics", ["", *datasets], rows, notes)
 
 
 def tuning_display(table: pd.DataFrame) -> Display:

@@ -102,9 +102,9 @@ def load_records(tracking_uri: str, suite: str) -> Records:
         row = {col: tags.get(tag) for tag, col in IDENTITY_TAGS.items()}
         row["label"] = row["label"] or row["method"]
         row["status"] = row["status"] or "unknown"
-        row.update(run_id=run.info.run_id, run_name=run.info.run_name)
+        row.update(run_id=run.info.run_id, run_name=run.info.run_name, config=tags.get("bench.config"))
         for key, value in tags.items():
-            if key.startswith("eval."):
+            if key.startswith(("eval.", "fingerprint.")):
                 row[key] = _parse(value)
                 protocol.add(key)
         for key, value in run_params.items():
@@ -117,7 +117,7 @@ def load_records(tracking_uri: str, suite: str) -> Records:
             histories.extend((run.info.run_id, metric, m.step, m.timestamp, i, m.value)
                              for i, m in enumerate(history))
     params -= protocol
-    runs_df = pd.DataFrame(rows, columns=[*IDENTITY_COLUMNS, "trial_key", "run_name", "run_id",
+    runs_df = pd.DataFrame(rows, columns=[*IDENTITY_COLUMNS, "trial_key", "run_name", "run_id", "config",
                                           *sorted(protocol), *sorted(params)])
     for col in ("seed", "failure_step", "tune_trial"):
         runs_df[col] = pd.to_numeric(runs_df[col], errors="coerce").astype("Int64")

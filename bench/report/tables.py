@@ -35,7 +35,7 @@ def outcome(status: str) -> str:
 def trials_table(tidy: pd.DataFrame, param_columns: list[str]) -> pd.DataFrame:
     """One row per trial: identity, outcome, configuration row name, last evaluation step, summary metrics."""
     fixed = [c for c in tidy.columns if c in (*IDENTITY_COLUMNS, "trial_key", "run_name", "run_id")
-             or c.startswith("eval.") or c in param_columns]
+             or c.startswith(("eval.", "fingerprint.")) or c in param_columns]
     base = tidy.drop_duplicates("run_id")[fixed].set_index("run_id")
     grouped = tidy.groupby("run_id", sort=False)
     summary = pd.DataFrame(index=base.index)
@@ -225,7 +225,10 @@ def failures_table(trials: pd.DataFrame, translation: pd.DataFrame | None = None
 # with these. Other eval.* tags (the step of the best FID, warnings) differ per run: not part of the protocol.
 PROTOCOL_TAGS = ("eval.mode", "eval.n_real", "eval.n_fake", "eval.reference", "eval.resolution",
                  "eval.feature_dim", "eval.weights_sha256", "eval.kid_subsets", "eval.kid_subset_size",
-                 "eval.intra_fid_n_per_class", "eval.intra_fid_classes", "eval.intra_fid_min_n_real")
+                 "eval.intra_fid_n_per_class", "eval.intra_fid_classes", "eval.intra_fid_min_n_real",
+                 # what decided the bits (bench/numerics.py): a column made under two differs may differ by it
+                 *(f"fingerprint.{k}" for k in ("mode", "torch", "kernel_isa", "threads", "mkldnn", "deterministic",
+                                                "glibc", "lib_mkl", "lib_onednn", "gpu", "cuda", "cudnn")))
 
 
 def protocol_table(trials: pd.DataFrame) -> pd.DataFrame:

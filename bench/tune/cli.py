@@ -51,4 +51,4 @@ def tune_command(
     from bench.tune.studies import tune
 
     tune(method, suite, dataset, trials, storage, study, per_method, export, export_seeds, objective, pruner, seed,
-         set_, device, data_root, runs_dir, tracking_uri, threads, placement)
+         opt.with_threads(set_, threads), device, data_root, runs_dir, tracking_uri, placement)

@@ -40,7 +40,7 @@ DEFAULT_BASE = {
 def tune(method: str | None, suite: Path | None, dataset: str | None, trials: int | None, storage: str | None,
          study: str | None, per_method: bool, export: Path | None, export_seeds: int, objective: str | None,
          pruner: str | None, seed: int, set_: list[str], device: str | None, data_root: Path | None, runs_dir: Path,
-         tracking_uri: str | None, threads: int | None, placement: Placement) -> None:
+         tracking_uri: str | None, placement: Placement) -> None:
     if trials is not None and trials < 1:
         raise BenchError(f"--trials {trials}: a study needs at least 1 trial")
     if export_seeds < 1:
@@ -68,8 +68,7 @@ def tune(method: str | None, suite: Path | None, dataset: str | None, trials: in
         for settings in studies:
             _export(base, settings, optuna_storage, export, export_seeds)
         return
-    run_studies(base, studies, optuna_storage, shown, storage, device, data_root, runs_dir, tracking_uri, threads,
-                placement)
+    run_studies(base, studies, optuna_storage, shown, storage, device, data_root, runs_dir, tracking_uri, placement)
     if export is not None:
         for settings in studies:
             out = export if len(studies) == 1 else export.with_name(f"{export.stem}-{settings.label}{export.suffix}")
@@ -106,11 +105,11 @@ def _settings(base, spec, data, name, n, objective, pruner, seed):
 
 
 def run_studies(base, studies, optuna_storage, shown, storage, device, data_root, runs_dir, tracking_uri,
-                threads=None, placement: Placement | None = None) -> None:
+                placement: Placement | None = None) -> None:
     """Each study in turn, by the workers `placement` names (one here by default); a summary line per study."""
     placement = placement or Placement()
     uri = resolve_tracking_uri(tracking_uri, base.tracking_uri)
-    options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, tracking_uri=uri, threads=threads)
+    options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, tracking_uri=uri)
     if placement.executor != "local":
         check_shared_storage(storage, placement.parallel or 2, placement.executor, placement.address, uri)
     console = Console()

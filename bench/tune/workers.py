@@ -3,7 +3,7 @@ processes, `--executor ray` as Ray tasks, and a plain `bench tune` one here; eac
 (bench.tune.study) sharing the study through its storage, so the study ends with exactly `trials` finished or
 pruned trials, whoever ran them.
 
-- Processes: the slots of `bench run --parallel` (GPU i // K, or cores / N threads each). The storage must be
+- Processes: the slots of `bench run --parallel` (GPU i // K on GPUs). The storage must be
   shareable between processes: a journal file or a database URL.
 - Ray: N tasks (1 CPU and 1/K GPU each; N defaults to the cluster's slots, at most `trials`). Workers on other
   machines must reach the storage and the tracking store: with a remote `--address`, a database URL and an MLflow
@@ -54,8 +54,7 @@ class TuneJob:
         return load_or_create(self.settings, storage, make_pruner(*self.pruner))
 
     def __call__(self, ctx: Context) -> dict[str, Any]:
-        options = replace(self.options, device=slot_device(ctx.slot, self.base.device, self.options.device),
-                          threads=self.options.threads or ctx.slot.threads)
+        options = replace(self.options, device=slot_device(ctx.slot, self.base.device, self.options.device))
         say = (lambda line: ctx.say(f"{self.name} {line}")) if self.name else ctx.say
         try:
             data = ctx.cache.setdefault("data", DataCache(options.data_root))

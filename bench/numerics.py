@@ -1,0 +1,249 @@
+"""Numerics: what decides a trial's bits, pinned by default so that any x86-64 machine with AVX2 (Intel or AMD,
+with or without AVX-512 and AMX, any core count) computes the same bits on the CPU, and recorded in every record.
+
+Process knobs, read once by torch's libraries when they load, so bench sets them before torch is imported
+(`pin_process`, called by bench/__init__.py; worker processes and Ray tasks inherit or are given the environment):
+
+    ATEN_CPU_CAPABILITY=avx2   ATen's own vector kernels, torch.randn's Box-Muller among them, as on any AVX2 CPU
+    MKL_CBWR=COMPATIBLE        MKL's conditional numerical reproducibility: the SSE2 branch without approximate
+                               reciprocals, the only MKL branch that gives one result on Intel and AMD alike
+    MKL_DYNAMIC=FALSE, OMP_DYNAMIC=FALSE       no thread counts chosen at run time
+    OPENBLAS_CORETYPE=HASWELL, OPENBLAS_NUM_THREADS=1   numpy's BLAS (FID's covariances) on one fixed kernel
+
+Trial knobs, set around each trial's training and evaluation (`trial_numerics`):
+
+    torch threads = numerics.threads (part of the trial's key: reductions split by thread)
+    oneDNN (mkldnn) and NNPACK off: their blocking follows the CPU's cache sizes, which no setting pins, so
+    convolutions run ATen's im2col + MKL's GEMM (under MKL_CBWR) instead
+
+`numerics.portable: false` asks for the machine's fastest kernels instead; those are chosen when torch loads, so such
+trials run in a process started with BENCH_NUMERICS=native (and portable ones refuse such a process), each in one
+line. On CUDA the CPU knobs do not decide the numbers: `numerics.deterministic` does (deterministic algorithms,
+cuDNN benchmark off, cuBLAS's fixed workspace, TF32 off); bits then repeat on the same GPU model, driver and
+library versions, never across GPUs and never between CPU and GPU.
+
+What no setting pins, and the fingerprint therefore records: the torch build (its MKL and oneDNN), glibc (the
+scalar fallbacks of a few ATen kernels call its libm), and on CUDA the GPU, driver, CUDA and cuDNN.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+from bench.errors import BenchError
+
+_TORCH_BEFORE_PIN = False  # set by pin_process: torch was imported before bench
+MODE_VARIABLE = "BENCH_NUMERICS"  # "portable" (the default) or "native"
+PORTABLE_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "COMPATIBLE",
+    "MKL_DYNAMIC": "FALSE",
+    "OMP_DYNAMIC": "FALSE",
+    "OPENBLAS_CORETYPE": "HASWELL",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+DEFAULT_THREADS = 2  # a trial's numerics.threads unless its suite says otherwise: 23% faster than 1 for the quickstart
+# on 2 cores, the same bits at 1 and 2 here (not promised: MKL's COMPATIBLE branch is reproducible per thread count)
+# cuBLAS's deterministic workspace: read at the first cuBLAS call, harmless (24 MiB) when not deterministic
+CUDA_ENV = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+
+
+def process_mode() -> str:
+    """How this process was started: "portable" (bench's pinned kernels, the default) or "native"."""
+    return "native" if os.environ.get(MODE_VARIABLE, "").strip().lower() == "native" else "portable"
+
+
+def pin_process() -> None:
+    """Set the process knobs (above) unless BENCH_NUMERICS=native, or on an x86 CPU without AVX2 and FMA (where
+    ATen's AVX2 kernels would stop at an illegal instruction; portable trials then refuse to run). Effective only
+    before torch loads: afterwards the libraries have read them already, which `process_pinned` then reports."""
+    global _TORCH_BEFORE_PIN
+    _TORCH_BEFORE_PIN = "torch" in sys.modules  # then its libraries may have read their settings already
+    for name, value in CUDA_ENV.items():
+        os.environ.setdefault(name, value)
+    if process_mode() != "portable" or (_x86() and not {"avx2", "fma"} <= set(_cpu_info()[1].split())):
+        return
+    os.environ.update(PORTABLE_ENV)  # a user's own ATEN_CPU_CAPABILITY would make the bits the machine's
+    import torch  # loaded now, with the knobs in place; its defaults in this process become the portable ones
+
+    torch.set_num_threads(DEFAULT_THREADS)  # anything computed outside a trial (bench fid) too
+    torch.backends.mkldnn.enabled = False
+    torch.backends.nnpack.set_flags(False)
+
+
+def _x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def process_pinned() -> bool:
+    """Whether torch computes with the pinned kernels here: the knobs were in place when it loaded."""
+    import torch  # the capability is torch's to say, once it has loaded
+
+    if _TORCH_BEFORE_PIN or any(os.environ.get(k) != v for k, v in PORTABLE_ENV.items()):
+        return False
+    return not _x86() or torch.backends.cpu.get_cpu_capability() == "AVX2"
+
+
+def check(portable: bool, device) -> None:
+    """One line when a trial's numerics and this process disagree (see the module docstring)."""
+    if device.type != "cpu":
+        return  # on a GPU the kernels are the GPU's; the CPU knobs decide nothing recorded
+    if portable and (process_mode() == "native" or not process_pinned()):
+        if process_mode() == "native":
+            why = "this process runs the machine's own kernels (BENCH_NUMERICS=native)"
+        elif _x86() and not {"avx2", "fma"} <= set(_cpu_info()[1].split()):
+            why = "this CPU lacks AVX2 or FMA, which the pinned kernels use"
+        else:
+            why = "torch was loaded before bench could pin its kernels (import bench before torch)"
+        raise BenchError(f"numerics.portable: true needs bench's pinned CPU kernels, and {why}; run without "
+                         f"{MODE_VARIABLE}=native, or give the suite numerics: {{portable: false}}")
+    if not portable and process_mode() != "native":
+        raise BenchError("numerics.portable: false asks for this machine's fastest kernels, which are chosen when "
+                         f"torch loads: run the command with {MODE_VARIABLE}=native in its environment")
+
+
+@contextmanager
+def trial_numerics(portable: bool, threads: int, deterministic: bool, device) -> Iterator[None]:
+    """The trial knobs around a trial's training and evaluation; this process's previous settings afterwards."""
+    import torch  # the knobs are torch's
+
+    saved = (torch.get_num_threads(), torch.backends.mkldnn.enabled, _nnpack_enabled(),
+             torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.set_num_threads(threads)
+    if device.type == "cpu":
+        torch.backends.mkldnn.enabled = not portable
+        torch.backends.nnpack.set_flags(not portable)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.backends.mkldnn.enabled = saved[1]
+        torch.backends.nnpack.set_flags(saved[2])
+        torch.use_deterministic_algorithms(saved[3])
+        torch.backends.cudnn.benchmark = saved[4]
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[5], saved[6]
+
+
+def _nnpack_enabled() -> bool:
+    import torch  # torch.backends.nnpack reads its flag only by setting it (set_flags returns the old value)
+
+    enabled = torch.backends.nnpack.set_flags(True)[0]
+    torch.backends.nnpack.set_flags(enabled)
+    return enabled
+
+
+@cache
+def _cpu_info() -> tuple[str, str]:
+    """(model name, the vector extensions among its flags) from /proc/cpuinfo."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    wanted = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile",
+              "amx_bf16")
+    return model, " ".join(f for f in wanted if f in flags)
+
+
+@cache
+def _library_versions() -> dict[str, str]:
+    import torch  # its build configuration names MKL, oneDNN and the BLAS
+
+    config = torch.__config__.show()
+    found = {}
+    for name, pattern in (("mkl", r"Math Kernel Library Version ([^\s]+)"), ("onednn", r"MKL-DNN (v[\d.]+)"),
+                          ("blas", r"BLAS_INFO=(\w+)")):
+        match = re.search(pattern, config)
+        found[name] = match.group(1) if match else "none"
+    return found
+
+
+def fingerprint(device) -> dict[str, str]:
+    """Everything that decides a trial's bits besides its config, as flat strings (recorded as `numerics.*` tags and
+    in environment.json); two records whose fingerprints differ may differ in their numbers."""
+    import torch  # the settings are torch's
+
+    model, isa = _cpu_info()
+    info: dict[str, Any] = {
+        "mode": process_mode() if device.type == "cpu" else "gpu",
+        "torch": torch.__version__, "torch_git": (torch.version.git_version or "")[:12],
+        "cpu": model, "cpu_isa": isa, "kernel_isa": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.enabled,
+        "nnpack": _nnpack_enabled(), "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "feature_kernels": "onednn (this machine's, see feature_kernels)",
+        "glibc": "-".join(platform.libc_ver()) or "unknown", "python": platform.python_version(),
+        **{f"lib_{k}": v for k, v in _library_versions().items()},
+        **{f"env_{k}": os.environ.get(k, "") for k in PORTABLE_ENV},
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(gpu=props.name, gpu_capability=f"{props.major}.{props.minor}", gpu_sms=props.multi_processor_count,
+                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+                    tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32,
+                    cudnn_benchmark=torch.backends.cudnn.benchmark,
+                    cublas_workspace=os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""))
+    return {k: str(v) for k, v in info.items()}
+
+
+# The fingerprint entries that decide bits (the rest, python and the like, are context): `bench reproduce` names
+# the ones that differ when numbers do.
+DECIDING = ("mode", "torch", "torch_git", "cpu_isa", "kernel_isa", "threads", "mkldnn", "nnpack", "deterministic",
+            "glibc", "lib_mkl", "lib_onednn", "lib_blas", *(f"env_{k}" for k in PORTABLE_ENV), "gpu", "gpu_sms",
+            "cuda", "cudnn", "tf32_matmul", "tf32_cudnn")
+
+
+def differences(recorded: dict[str, str], here: dict[str, str]) -> list[str]:
+    """`name A (recorded) vs B (here)` for every deciding entry that differs; the portable mode makes cpu_isa
+    (what the CPU has) irrelevant as long as kernel_isa matches, so it is named only in the native mode."""
+    names = [n for n in DECIDING if n != "cpu_isa" or recorded.get("mode") == "native"]
+    return [f"{n} {recorded.get(n, '?')} (recorded) vs {here.get(n, '?')} (here)" for n in names
+            if recorded.get(n) != here.get(n)]
+
+
+@contextmanager
+def feature_kernels() -> Iterator[None]:
+    """Inception's forward pass with oneDNN and NNPACK on, portable trials included: it is 2.9x faster at 1 thread
+    here than the pinned path (1.0 against 2.9 images/s on an AVX2 EPYC) and does not amplify rounding as GAN
+    training does (features agree to ~1e-5 between kernel paths), so FID and KID agree across machines to about
+    1e-5 rather than to the bit. The images it sees are the pinned generator's, bit for bit."""
+    import torch  # the switches are torch's
+
+    saved = torch.backends.mkldnn.enabled, _nnpack_enabled()
+    torch.backends.mkldnn.enabled = True
+    torch.backends.nnpack.set_flags(True)
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = saved[0]
+        torch.backends.nnpack.set_flags(saved[1])
+
+
+def kernels() -> str:
+    """The kernels Inception computes with here (`feature_kernels`), as a cache key part: features computed under
+    other kernels are other numbers, so reference statistics are cached per value."""
+    import torch  # the settings are torch's
+
+    model, _ = _cpu_info()
+    return (f"{model}/{torch.backends.cpu.get_cpu_capability()}/threads={torch.get_num_threads()}"
+            f"/torch={torch.__version__}")

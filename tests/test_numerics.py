@@ -1,0 +1,132 @@
+"""Portable numerics: the knobs are in place before torch loads, every record carries the fingerprint of what decided
+its bits, the report flags columns that mix them, and `bench reproduce` re-trains a record and finds where it parts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench import numerics
+from tests.conftest import bench_cli
+
+SUITE = """
+name: {name}
+methods: [{{dcgan: {{width: 8}}}}]
+datasets: [digits]
+seeds: {seeds}
+resolution: 16
+batch_size: 32
+budget: {{steps: 20}}
+eval: {{metrics: []}}
+log: {{every: 5, samples_every: 1000, checkpoint_every: 10}}
+device: cpu
+"""
+
+
+def verdicts(out: str) -> list[str]:
+    """`bench reproduce`'s one line per trial (progress lines aside)."""
+    return [line for line in out.splitlines() if " seed=" in line]
+
+
+def test_the_knobs_are_in_place_before_torch_loads_in_a_fresh_process(tmp_path):
+    probe = ("import bench, os, torch; print(os.environ['ATEN_CPU_CAPABILITY'], os.environ['MKL_CBWR'], "
+             "torch.backends.cpu.get_cpu_capability(), torch.backends.mkldnn.enabled, torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k not in numerics.PORTABLE_ENV and k != numerics.MODE_VARIABLE}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split() == ["avx2", "COMPATIBLE", "AVX2", "False", str(numerics.DEFAULT_THREADS)], out.stderr
+    native = subprocess.run([sys.executable, "-c", probe.replace("os.environ['ATEN_CPU_CAPABILITY']", "'-'")
+                             .replace("os.environ['MKL_CBWR']", "os.environ.get('MKL_CBWR', '-')")], cwd=tmp_path,
+                            env={**env, numerics.MODE_VARIABLE: "native"}, capture_output=True, text=True,
+                            timeout=120)
+    assert native.stdout.split()[:2] == ["-", "-"] and native.stdout.split()[3] == "True", native.stderr
+    late = "import torch, bench; from bench import numerics; numerics.check(True, torch.device('cpu'))"
+    refused = subprocess.run([sys.executable, "-c", late], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert "torch was loaded before bench could pin its kernels (import bench before torch)" in refused.stderr
+
+
+def test_this_test_process_computes_with_the_pinned_kernels():
+    assert numerics.process_pinned() and torch.backends.cpu.get_cpu_capability() == "AVX2"
+    assert os.environ["MKL_CBWR"] == "COMPATIBLE" and not torch.backends.mkldnn.enabled
+    with numerics.feature_kernels():  # Inception alone runs oneDNN
+        assert torch.backends.mkldnn.enabled
+    assert not torch.backends.mkldnn.enabled
+
+
+def test_a_mode_the_process_cannot_honour_is_one_line(tmp_path):
+    (tmp_path / "s.yaml").write_text(SUITE.format(name="mode", seeds=1))
+    native = bench_cli("run", "s.yaml", "--dry-run", cwd=tmp_path, env={numerics.MODE_VARIABLE: "native"})
+    ran = bench_cli("run", "s.yaml", cwd=tmp_path, env={numerics.MODE_VARIABLE: "native"})
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    assert "numerics.portable: true needs bench's pinned CPU kernels, and this process runs the machine's own " \
+           "kernels (BENCH_NUMERICS=native)" in ran.stderr and "Traceback" not in ran.stderr + native.stderr
+    (tmp_path / "n.yaml").write_text(SUITE.format(name="mode", seeds=1) + "numerics: {portable: false}\n")
+    ran = bench_cli("run", "n.yaml", cwd=tmp_path)
+    assert ran.returncode == 2 and "run the command with BENCH_NUMERICS=native" in ran.stderr, ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1
+
+
+def test_every_record_carries_its_fingerprint_the_report_flags_a_mix_and_reproduce_finds_a_planted_change(tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    (tmp_path / "s.yaml").write_text(SUITE.format(name="fp", seeds=2))
+    ran = bench_cli("run", "s.yaml", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("fp").experiment_id])
+    assert len(runs) == 2
+    tags = runs[0].data.tags
+    assert tags["fingerprint.mode"] == "portable" and tags["fingerprint.kernel_isa"] == "AVX2"
+    assert tags["fingerprint.threads"] == str(numerics.DEFAULT_THREADS) and tags["fingerprint.mkldnn"] == "False"
+    assert tags["fingerprint.env_MKL_CBWR"] == "COMPATIBLE" and tags["fingerprint.torch"] == torch.__version__
+    config = json.loads(tags["bench.config"])
+    assert config["numerics"] == {"portable": True, "threads": numerics.DEFAULT_THREADS, "deterministic": False,
+                                  "channels_last": False, "bf16": False, "compile": False}
+
+    # a record computed with other kernels: the report's protocol table marks the column MIXED
+    seed1 = next(r for r in runs if r.data.tags["bench.seed"] == "1")
+    client.set_tag(seed1.info.run_id, "fingerprint.kernel_isa", "AVX512")
+    reported = bench_cli("report", "--suite", "fp", "--out", "rep", cwd=tmp_path)
+    assert reported.returncode == 0, reported.stdout + reported.stderr
+    protocol = {r["key"]: r for r in csv.DictReader(open(tmp_path / "rep" / "tables" / "protocol.csv"))}
+    assert protocol["fingerprint.kernel_isa"]["values"] == "AVX2 | AVX512"
+    assert protocol["fingerprint.mode"]["n_distinct"] == "1"
+    assert "| fingerprint.kernel\\_isa | **AVX2 \\| AVX512 (MIXED)** |" in (tmp_path / "rep" / "README.md").read_text()
+
+    # both seeds re-train to the same bits, from the report folder and from the store by trial key
+    both = bench_cli("reproduce", "rep", "--steps", "10", cwd=tmp_path)
+    assert both.returncode == 0, both.stdout + both.stderr
+    assert [line.split(": ", 1)[1] for line in verdicts(both.stdout)] == ["identical (10 steps)"] * 2
+    key = runs[0].data.tags["bench.trial_key"]
+    by_key = bench_cli("reproduce", key[:8], "--steps", "20", cwd=tmp_path)
+    assert by_key.returncode == 0 and by_key.stdout.strip().endswith("identical (20 steps)"), by_key.stdout
+
+    # one loss of each seed altered by hand at step 10 (in its 10th significant digit): the first differing step,
+    # which numerics differ (none for seed 0; the AVX-512 tag planted above for seed 1), exit 1
+    curves = tmp_path / "rep" / "tables" / "curves.csv"
+    rows = list(csv.DictReader(open(curves)))
+    recorded = {}
+    for row in rows:
+        if row["step"] == "10":
+            recorded[row["seed"]] = row["loss_d"]
+            row["loss_d"] = f"{float(row['loss_d']) * (1 + 2e-9):.10g}"
+            assert row["loss_d"] != recorded[row["seed"]]
+    with open(curves, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    altered = {r["seed"]: r["loss_d"] for r in rows if r["step"] == "10"}
+    planted = bench_cli("reproduce", "rep", "--steps", "10", cwd=tmp_path)
+    assert planted.returncode == 1, planted.stdout + planted.stderr
+    lines = {line.split("seed=")[1][0]: line for line in verdicts(planted.stdout)}
+    for seed in ("0", "1"):
+        assert f"differs from step 10: loss_d {altered[seed]} recorded, {recorded[seed]} here" in lines[seed]
+    assert lines["0"].endswith("; the numerics fingerprints agree")
+    assert lines["1"].endswith("; numerics differ in: kernel_isa AVX512 (recorded) vs AVX2 (here)"), lines["1"]
+    assert "Traceback" not in planted.stderr
