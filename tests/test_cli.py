@@ -1,11 +1,12 @@
-"""The command line as a user meets it: bad input is one line and exit code 2; reruns train nothing."""
+"""The command line as a user meets it: bad input is one line and exit code 2; reruns train nothing. Through the
+entry point in this process; `python -m bench` itself once, in a real process."""
 
 import sys
 
 import pytest
 
 from bench import cli
-from tests.conftest import run_bench
+from tests.conftest import bench_cli, run_bench, sqlite_store
 
 GOOD = """
 name: clitest
@@ -78,6 +79,7 @@ def test_bench_alone_prints_the_help(monkeypatch, capsys):
 
 
 def test_no_traceback_in_a_real_process(tmp_path):
+    """The smoke test of `python -m bench` as a user starts it (~8 s on 2 cores: an interpreter importing torch)."""
     result = run_bench("run", "missing.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: missing.yaml: suite file not found; see suites/ for examples " \
@@ -104,22 +106,23 @@ def test_ls_lists_registries_one_line_each(monkeypatch, capsys):
 def test_run_then_rerun_trains_nothing_and_dry_run_shows_status(tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text(GOOD)
-    dry = run_bench("run", str(suite), "--dry-run", cwd=tmp_path)
+    sqlite_store(tmp_path)  # the default store, ./mlflow.db, as an empty one
+    dry = bench_cli("run", str(suite), "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.count(" new ") == 4 and "dcgan" in dry.stdout and "seed=1" in dry.stdout
 
-    first = run_bench("run", str(suite), "--only", "method=dcgan", "--only", "seed=0", "--set", "budget.steps=6",
+    first = bench_cli("run", str(suite), "--only", "method=dcgan", "--only", "seed=0", "--set", "budget.steps=6",
                       cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert first.stdout.count("training on cpu") == 1 and "steps=6" in first.stdout
 
-    everything = run_bench("run", str(suite), cwd=tmp_path)
+    everything = bench_cli("run", str(suite), cwd=tmp_path)
     assert everything.returncode == 0, everything.stderr
     assert everything.stdout.count("training on cpu") == 4  # --set made a different trial
-    again = run_bench("run", str(suite), cwd=tmp_path)
+    again = bench_cli("run", str(suite), cwd=tmp_path)
     assert again.returncode == 0
     assert "training on" not in again.stdout and again.stdout.count(": already finished, skipped") == 4
-    dry = run_bench("run", str(suite), "--dry-run", cwd=tmp_path)
+    dry = bench_cli("run", str(suite), "--dry-run", cwd=tmp_path)
     assert dry.stdout.count(" finished ") == 4
 
     # the records: one experiment for the suite, one run per trial, sample grids and the checkpoint
@@ -149,6 +152,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_perf_train_needs_only_torch_typer_pydantic_and_yaml(tmp_path):
     """The GPU box has torch but not MLflow, clean-fid, Scrapy, pandas...: `bench perf train` must still run."""
     import subprocess

@@ -15,7 +15,7 @@ from bench.data import load_dataset
 from bench.methods import get_method
 from bench.suite import Budget, DatasetSpec, EvalSpec, LogSpec, Numerics, Trial
 from bench.train import Trainer
-from tests.conftest import run_bench
+from tests.conftest import bench_cli, sqlite_store
 
 CPU = torch.device("cpu")
 
@@ -97,12 +97,13 @@ def test_bench_sample_draws_grids_and_files_and_says_what_is_wrong_in_one_line(t
     from PIL import Image
 
     (tmp_path / "s.yaml").write_text(SUITE)
-    ran = run_bench("run", "s.yaml", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", cwd=tmp_path)
+    store = sqlite_store(tmp_path, "m.db")
+    ran = bench_cli("run", "s.yaml", "--tracking-uri", store, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     keys = {line.split()[2]: line.split()[1] for line in ran.stdout.splitlines() if "training on" in line}
 
     def sample(*args: str) -> subprocess.CompletedProcess:
-        return run_bench("sample", *args, "--tracking-uri", f"sqlite:///{tmp_path}/m.db", cwd=tmp_path)
+        return bench_cli("sample", *args, "--tracking-uri", store, cwd=tmp_path)
 
     grid = sample(keys["acgan"][:6], "--n", "40", "--out", "acgan.png")  # a key prefix works
     assert grid.returncode == 0, grid.stderr

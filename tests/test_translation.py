@@ -15,7 +15,7 @@ from bench.errors import BenchError
 from bench.methods import DataShape, get_method
 from bench.suite import Budget, DatasetSpec, EvalSpec, LogSpec, Numerics, Trial
 from bench.train import Trainer
-from tests.conftest import run_bench
+from tests.conftest import bench_cli, sqlite_store
 
 CPU = torch.device("cpu")
 
@@ -42,7 +42,7 @@ class Recorder:
 @pytest.mark.parametrize("method, dataset, rows", [("cyclegan", "digits-thick", 6), ("pix2pix", "digits-edges", 3)])
 def test_both_methods_train_with_finite_losses_and_draw_their_grids(method, dataset, rows):
     recorder = Recorder()
-    trainer = Trainer(trial(method, dataset, 20), load_dataset(dataset, 16), CPU, tracker=recorder)
+    trainer = Trainer(trial(method, dataset, 10), load_dataset(dataset, 16), CPU, tracker=recorder)
     trainer.run()
     for _, metrics in recorder.metrics:
         assert all(np.isfinite(v) for k, v in metrics.items() if k.startswith("loss_"))
@@ -50,6 +50,7 @@ def test_both_methods_train_with_finite_losses_and_draw_their_grids(method, data
     assert trainer.method.translate(torch.zeros(3, 1, 16, 16)).shape == (3, 1, 16, 16)
 
 
+@pytest.mark.slow
 def test_the_cycle_loss_falls_on_the_toy_pair():
     recorder = Recorder()
     Trainer(trial("cyclegan", "digits-thick", 150), load_dataset("digits-thick", 16), CPU, tracker=recorder).run()
@@ -74,18 +75,18 @@ def test_the_image_pool_returns_a_stored_image_half_the_time_once_full():
 
 def test_the_learning_rate_is_constant_then_falls_linearly_to_zero_and_resumes_bit_identically(tmp_path):
     data = load_dataset("digits-edges", 16)
-    base = trial("pix2pix", "digits-edges", 40)
+    base = trial("pix2pix", "digits-edges", 20)
     full = Trainer(base, data, CPU)
     rates = []
-    for _ in range(40):
+    for _ in range(20):
         rates.append(full.method.optimizers["generator"].param_groups[0]["lr"])
         full.train_step()
-    assert rates[:20] == [2e-4] * 20  # the first half at the paper's rate
-    assert rates[20:] == pytest.approx([2e-4 * (40 - s) / 20 for s in range(20, 40)])  # then linearly to 0
+    assert rates[:10] == [2e-4] * 10  # the first half at the paper's rate
+    assert rates[10:] == pytest.approx([2e-4 * (20 - s) / 10 for s in range(10, 20)])  # then linearly to 0
     assert full.method.optimizers["generator"].param_groups[0]["lr"] == 0.0
 
-    cut = base.model_copy(update={"log": base.log.model_copy(update={"checkpoint_every": 25})})
-    Trainer(cut, data, CPU, run_dir=tmp_path).run(stop_after=30)
+    cut = base.model_copy(update={"log": base.log.model_copy(update={"checkpoint_every": 12})})
+    Trainer(cut, data, CPU, run_dir=tmp_path).run(stop_after=15)  # resumed from step 12, in the falling half
     resumed = Trainer(cut, data, CPU, run_dir=tmp_path)
     resumed.run()
     uninterrupted = Trainer(cut, data, CPU)
@@ -141,7 +142,7 @@ batch_size: 1
 budget: {{steps: 2}}
 eval: {{metrics: []}}
 """)
-    result = run_bench("run", "s.yaml", "--dry-run", cwd=tmp_path)
+    result = bench_cli("run", "s.yaml", "--dry-run", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "1 files in" in result.stderr and "have no partner of the same name (e.g. 2.png)" in result.stderr
 
@@ -166,9 +167,12 @@ log: {every: 10, samples_every: 1000, checkpoint_every: 10}
 
 
 @pytest.mark.slow
-def test_a_translation_suite_runs_reports_between_its_baselines_and_translates_a_folder(tmp_path):
+def test_a_translation_suite_runs_reports_between_its_baselines_and_translates_a_folder(tmp_path, tiny_inception):
+    """The suite, its report and `bench sample --input` through the CLI; FID's features from conftest's small
+    stand-in for Inception (the baselines' order is a property of the data, not of the network)."""
     (tmp_path / "i2i.yaml").write_text(I2I)
-    ran = run_bench("run", "i2i.yaml", cwd=tmp_path, env={"BENCH_CACHE": str(tmp_path / "cache")})
+    sqlite_store(tmp_path)  # the default store, ./mlflow.db
+    ran = bench_cli("run", "i2i.yaml", cwd=tmp_path, env={"BENCH_CACHE": str(tmp_path / "cache")})
     assert ran.returncode == 0, ran.stdout + ran.stderr
     statuses = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "i2i").glob("*/status.json")]
     final = {len(s["evaluations"][-1]): s["evaluations"][-1] for s in statuses}
@@ -179,7 +183,7 @@ def test_a_translation_suite_runs_reports_between_its_baselines_and_translates_a
         assert values["baseline_fid_a_vs_b"] > values["baseline_fid_b_vs_b"]
     assert 0 < pix["ssim_a2b"] < 1 and pix["psnr_a2b"] > 0 and 0 < pix["l1_a2b"] < 1
 
-    report = run_bench("report", "--suite", "i2i", "--out", "report", cwd=tmp_path)
+    report = bench_cli("report", "--suite", "i2i", "--out", "report", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     page = (tmp_path / "report" / "README.md").read_text()
     assert "Translation: between doing nothing and real against real" in page
@@ -193,8 +197,8 @@ def test_a_translation_suite_runs_reports_between_its_baselines_and_translates_a
     inputs = tmp_path / "edges"
     for i in range(3):
         write_png(inputs / f"e{i}.png", np.zeros((16, 16)))
-    translated = run_bench("sample", key, "--input", "edges", "--out", "out", cwd=tmp_path)
+    translated = bench_cli("sample", key, "--input", "edges", "--out", "out", cwd=tmp_path)
     assert translated.returncode == 0, translated.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["e0.png", "e1.png", "e2.png"]
-    bad = run_bench("sample", key, "--out", "x.png", cwd=tmp_path)
+    bad = bench_cli("sample", key, "--out", "x.png", cwd=tmp_path)
     assert bad.returncode == 2 and "give --input DIR" in bad.stderr and bad.stderr.count("\n") == 1
