@@ -1,5 +1,8 @@
 """Executors: `--parallel N` worker processes and Ray tasks run the same `run_trial` as the local executor, so a
-trial's records do not depend on who ran it; a worker that dies fails only its trial, which the next run resumes."""
+trial's records do not depend on who ran it; a worker that dies fails only its trial, which the next run resumes.
+
+Commands with worker processes run as a user runs them (`python -m bench`); the local executor's reference runs,
+and the mistakes refused before any worker starts, go through the CLI in this process (`bench_cli`)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_bench
+from tests.conftest import bench_cli, run_bench, sqlite_store
 
 SUITE = """
 name: ex
@@ -30,9 +33,11 @@ device: cpu
 
 
 def write_suite(folder: Path, seeds: int, steps: int, checkpoint: int = 1000) -> Path:
+    """ex.yaml in `folder`, beside an empty default store (./mlflow.db)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "ex.yaml"
     path.write_text(SUITE.format(seeds=seeds, steps=steps, checkpoint=checkpoint))
+    sqlite_store(folder)
     return path
 
 
@@ -48,10 +53,11 @@ def mlflow_runs(folder: Path) -> list:
     return client.search_runs([experiment.experiment_id])
 
 
+@pytest.mark.slow
 def test_parallel_trains_trials_at_once_each_once_with_the_local_executors_numbers(tmp_path):
-    write_suite(tmp_path / "local", seeds=2, steps=60)
-    write_suite(tmp_path / "par", seeds=2, steps=60)
-    local = run_bench("run", "ex.yaml", "--threads", "1", cwd=tmp_path / "local")
+    write_suite(tmp_path / "local", seeds=2, steps=40)
+    write_suite(tmp_path / "par", seeds=2, steps=40)
+    local = bench_cli("run", "ex.yaml", "--threads", "1", cwd=tmp_path / "local")
     par = run_bench("run", "ex.yaml", "--parallel", "2", cwd=tmp_path / "par")
     assert local.returncode == 0 and par.returncode == 0, par.stdout + par.stderr
     keys = statuses(tmp_path / "par")
@@ -85,8 +91,9 @@ def _spawned_children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_a_killed_worker_fails_only_its_trial_which_the_next_run_resumes(tmp_path):
-    suite = write_suite(tmp_path, seeds=3, steps=250, checkpoint=20)
+    suite = write_suite(tmp_path, seeds=3, steps=150, checkpoint=10)  # ~3 s a trial on a core
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "bench", "run", suite.name, "--parallel", "2"], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -116,7 +123,7 @@ def test_executor_mistakes_are_one_line_exit_2(tmp_path):
     write_suite(tmp_path, seeds=1, steps=5)
     for args, expected in ((["--parallel", "0"], "--parallel 0 --per-gpu 1: give the number"),
                            (["--executor", "spark"], "--executor spark: unknown")):
-        result = run_bench("run", "ex.yaml", *args, cwd=tmp_path)
+        result = bench_cli("run", "ex.yaml", *args, cwd=tmp_path)
         assert result.returncode == 2 and expected in result.stderr, result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
@@ -134,12 +141,13 @@ def need_ray():
 def test_ray_refuses_a_local_store_for_a_remote_cluster(tmp_path):
     need_ray()
     write_suite(tmp_path, seeds=1, steps=5)
-    result = run_bench("run", "ex.yaml", "--executor", "ray", "--address", "10.1.2.3:6379", cwd=tmp_path)
+    result = bench_cli("run", "ex.yaml", "--executor", "ray", "--address", "10.1.2.3:6379", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "cannot write to the tracking store 'sqlite:///mlflow.db'" in result.stderr
     assert "--tracking-uri http://" in result.stderr
 
 
+@pytest.mark.slow
 def test_ray_tasks_give_the_local_executors_records(tmp_path):
     from bench.executors import Placement
     from bench.runner import run_trials
@@ -148,11 +156,11 @@ def test_ray_tasks_give_the_local_executors_records(tmp_path):
 
     ray = need_ray()
 
-    write_suite(tmp_path / "local", seeds=2, steps=40)
-    local = run_bench("run", "ex.yaml", "--threads", "1", cwd=tmp_path / "local")
+    write_suite(tmp_path / "local", seeds=2, steps=20)
+    local = bench_cli("run", "ex.yaml", "--threads", "1", cwd=tmp_path / "local")
     assert local.returncode == 0, local.stderr
 
-    write_suite(tmp_path / "ray", seeds=2, steps=40)
+    write_suite(tmp_path / "ray", seeds=2, steps=20)
     trials = expand(load_suite(tmp_path / "ray" / "ex.yaml"))
     options = RunOptions(runs_root=tmp_path / "ray" / "runs",
                          tracking_uri=f"sqlite:///{tmp_path / 'ray' / 'mlflow.db'}")

@@ -14,7 +14,7 @@ from bench.runner import run_trials
 from bench.runs import RunOptions, trial_dir
 from bench.suite import expand, load_suite
 from bench.train import Trainer
-from tests.conftest import REPO, run_bench
+from tests.conftest import REPO, bench_cli, sqlite_store
 from tests.test_methods import RecordingTracker, make_trial, random_data
 
 CPU = torch.device("cpu")
@@ -112,14 +112,14 @@ eval: {metrics: []}
 
 KILL_SUITE = """
 name: kill
-methods: [{dcgan: {width: 16}}]
+methods: [{dcgan: {width: 8}}]
 datasets: [digits]
 seeds: [3]
 resolution: 16
-batch_size: 64
-budget: {steps: 400}
+batch_size: 32
+budget: {steps: 200}
 eval: {metrics: []}
-log: {every: 10, samples_every: 1000, checkpoint_every: 40}
+log: {every: 10, samples_every: 1000, checkpoint_every: 20}
 """
 
 
@@ -127,10 +127,10 @@ log: {every: 10, samples_every: 1000, checkpoint_every: 40}
 def test_sigkill_mid_trial_then_rerun_equals_uninterrupted_run(tiny_suite, tmp_path):
     suite = tiny_suite(KILL_SUITE)
     trial = expand(load_suite(suite))[0]
-    common = ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    common = ["--tracking-uri", sqlite_store(tmp_path), "--threads", "1"]  # one thread: the same numbers everywhere
 
     # uninterrupted reference
-    ref = run_bench("run", str(suite), "--runs-dir", str(tmp_path / "ref"), *common, cwd=tmp_path)
+    ref = bench_cli("run", str(suite), "--runs-dir", str(tmp_path / "ref"), *common, cwd=tmp_path)
     assert ref.returncode == 0, ref.stderr
 
     # a real process, killed with SIGKILL after its second checkpoint
@@ -140,16 +140,16 @@ def test_sigkill_mid_trial_then_rerun_equals_uninterrupted_run(tiny_suite, tmp_p
     ckpt = trial_dir(trial, killed_runs) / "checkpoint.pt"
     deadline = time.time() + 300
     while time.time() < deadline:
-        if ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] >= 80:
+        if ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] >= 40:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (trial_dir(trial, killed_runs) / "status.json").exists(), "the trial finished before the kill"
     step_at_kill = torch.load(ckpt, weights_only=False)["step"]
-    assert 80 <= step_at_kill < 400
+    assert 40 <= step_at_kill < 200
 
-    resumed = run_bench("run", str(suite), "--runs-dir", str(killed_runs), *common, cwd=tmp_path)
+    resumed = bench_cli("run", str(suite), "--runs-dir", str(killed_runs), *common, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
 
@@ -169,15 +169,15 @@ def test_sigkill_mid_trial_then_rerun_equals_uninterrupted_run(tiny_suite, tmp_p
     assert len(runs) == 2 and set(by_dir) == {trial.key}  # one for the reference, one for the killed+resumed
     for run in runs:
         steps = {m.step for m in client.get_metric_history(run.info.run_id, "loss_d")}
-        assert steps == set(range(10, 401, 10))
+        assert steps == set(range(10, 201, 10))
         assert run.data.tags["bench.status"] == "finished"
 
 
 @pytest.mark.slow
 def test_two_processes_never_train_the_same_trial(tiny_suite, tmp_path):
-    suite = tiny_suite(KILL_SUITE.replace("steps: 400", "steps: 150"))
+    suite = tiny_suite(KILL_SUITE.replace("steps: 200", "steps: 100"))
     cmd = [sys.executable, "-m", "bench", "run", str(suite), "--runs-dir", str(tmp_path / "runs"),
-           "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+           "--tracking-uri", sqlite_store(tmp_path), "--threads", "1"]  # two processes on two cores
     procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
