@@ -1,5 +1,10 @@
 """`bench tune` as users run it: through the CLI, with real storages (SQLite, a journal file, a PostgreSQL server
-started here on 127.0.0.1), real training and real FID (a tiny protocol: 20 steps, FID of 16 samples)."""
+started here on 127.0.0.1), real training and FID (a tiny protocol: 20 steps, FID of 16 samples).
+
+The CLI runs in this process (`bench_cli`) unless the test is about processes: worker processes (`--parallel`, two
+commands on one study), Ctrl-C, SIGKILL. In this process FID's features come from conftest's small stand-in for
+Inception (`tiny_inception`) where the test is about the study, not about Inception's numbers; subprocesses and Ray
+workers load the real network."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_bench
+from tests.conftest import bench_cli, run_bench, sqlite_store
 
 TINY = """
 name: tiny
@@ -42,8 +47,17 @@ def cache(tmp_path_factory):
 
 
 def tune(folder: Path, cache: Path, *args: str, suite: str = TINY) -> subprocess.CompletedProcess:
+    """`bench tune ... --suite tiny.yaml` in `folder`, through the CLI in this process."""
     (folder / "tiny.yaml").write_text(suite)
-    return run_bench("tune", *args, "--suite", "tiny.yaml", cwd=folder, env={"BENCH_CACHE": str(cache)})
+    sqlite_store(folder)  # the records' default store, ./mlflow.db, as an empty one
+    return bench_cli("tune", *args, "--suite", "tiny.yaml", cwd=folder, env={"BENCH_CACHE": str(cache)})
+
+
+def final_fid_only(suite: str, steps: int | None = None) -> str:
+    """The suite with one FID, at the end of a trial, of 8 samples against 32 (and `steps` long): for tests that need
+    no pruning. Still a real FID, which the study minimises; subprocesses compute it with the real Inception."""
+    suite = suite.replace("eval: {every: 10, n_fake: 16, n_real: 64", "eval: {every: 0, n_fake: 8, n_real: 32")
+    return suite if steps is None else suite.replace("budget: {steps: 20}", f"budget: {{steps: {steps}}}")
 
 
 def study_of(storage, name: str):
@@ -74,7 +88,8 @@ def ray_available() -> bool:
 @pytest.mark.slow
 def test_a_study_run_twice_proposes_and_scores_the_same_also_as_ray_tasks(tmp_path, cache):
     """A study run sequentially, then again (as 2 Ray workers on a local Ray instance, where Ray is installed, as in
-    CI): the same proposals and the same FIDs, at equal --threads; the records nested under the study's parent."""
+    CI): the same proposals and the same FIDs, at equal --threads; the records nested under the study's parent.
+    Both with the real Inception (in this process, and in the Ray workers), FID at the end of each trial."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -84,7 +99,7 @@ def test_a_study_run_twice_proposes_and_scores_the_same_also_as_ray_tasks(tmp_pa
         folder.mkdir()
         on_ray = run == "b" and ray_available()
         extra = ["--executor", "ray", "--parallel", "2", "--storage", "s.journal"] if on_ray else []
-        done = tune(folder, cache, "dcgan", "--trials", "2", "--threads", "1", *extra)
+        done = tune(folder, cache, "dcgan", "--trials", "2", "--threads", "1", *extra, suite=final_fid_only(TINY))
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Traceback" not in done.stdout + done.stderr
         if on_ray:
@@ -111,7 +126,7 @@ SPLIT = TINY.replace("    width: {choice: [8]}", "    width: {choice: [8]}\n    
 
 
 @pytest.mark.slow
-def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path, cache):
+def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path, cache, tiny_inception):
     """lr_d = 1e20 makes D's loss NaN at once: that trial fails with its reason and the next one is proposed; with
     the median pruner starting after one trial, worse trials are stopped at their first evaluation."""
     suite = SPLIT.replace("tune:\n", "tune:\n  startup_trials: 1\n")
@@ -133,8 +148,10 @@ def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path,
 
 
 @pytest.mark.slow
-def test_per_method_studies_get_equal_budgets_and_the_best_exports_as_a_runnable_suite(tmp_path, cache):
-    done = tune(tmp_path, cache, "--per-method", "--trials", "2", "--study", "fair", "--export", "best.yaml")
+def test_per_method_studies_get_equal_budgets_and_the_best_exports_as_a_runnable_suite(tmp_path, cache,
+                                                                                       tiny_inception):
+    done = tune(tmp_path, cache, "--per-method", "--trials", "2", "--study", "fair", "--export", "best.yaml",
+                suite=final_fid_only(TINY))
     assert done.returncode == 0, done.stdout + done.stderr
     for label in ("dcgan", "lsgan"):
         study = study_of(f"sqlite:///{tmp_path}/optuna.db", f"fair-{label}")
@@ -143,13 +160,13 @@ def test_per_method_studies_get_equal_budgets_and_the_best_exports_as_a_runnable
         best = min(study.get_trials(), key=lambda t: t.value)
         assert exported["seeds"] == 5 and exported["methods"][0]["label"] == f"{label}-tuned"
         assert exported["methods"][0]["params"]["lr_g"] == best.params["lr_g"]
-        dry = run_bench("run", f"best-{label}.yaml", "--dry-run", cwd=tmp_path)
+        dry = bench_cli("run", f"best-{label}.yaml", "--dry-run", cwd=tmp_path)
         assert dry.returncode == 0 and dry.stdout.count(" new ") == 5, dry.stderr
     # export later, from the stored study alone
-    again = run_bench("tune", "dcgan", "--suite", "tiny.yaml", "--study", "fair-dcgan", "--export", "later.yaml",
+    again = bench_cli("tune", "dcgan", "--suite", "tiny.yaml", "--study", "fair-dcgan", "--export", "later.yaml",
                       cwd=tmp_path)
     assert again.returncode == 0 and (tmp_path / "later.yaml").exists(), again.stderr
-    report = run_bench("report", "--suite", "tiny", "--out", "report", cwd=tmp_path)
+    report = bench_cli("report", "--suite", "tiny", "--out", "report", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     tuning = (tmp_path / "report" / "tables" / "tuning.csv").read_text()
     assert "fair-dcgan" in tuning and "fair-lsgan" in tuning
@@ -163,9 +180,11 @@ def free_port() -> int:
 
 
 def two_workers(folder: Path, cache: Path, storage: str, trials: int = 4) -> list[subprocess.CompletedProcess]:
-    (folder / "tiny.yaml").write_text(TINY)
+    """Two `bench tune` commands at once on one study, a core each."""
+    (folder / "tiny.yaml").write_text(final_fid_only(TINY))
+    sqlite_store(folder)
     command = [sys.executable, "-m", "bench", "tune", "dcgan", "--suite", "tiny.yaml", "--trials", str(trials),
-               "--storage", storage, "--study", "shared"]
+               "--storage", storage, "--study", "shared", "--threads", "1"]
     env = {**os.environ, "BENCH_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
     procs = [subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
@@ -200,9 +219,8 @@ def test_parallel_workers_share_a_journal_file_study_and_a_dead_one_is_replaced(
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    suite = TINY.replace("budget: {steps: 20}", "budget: {steps: 300}").replace("every: 10, n_fake", "every: 300, "
-                                                                                  "n_fake")
-    (tmp_path / "tiny.yaml").write_text(suite)
+    (tmp_path / "tiny.yaml").write_text(final_fid_only(TINY, steps=150))  # ~3 s a trial: time to find and kill
+    sqlite_store(tmp_path)
     command = [sys.executable, "-m", "bench", "tune", "dcgan", "--suite", "tiny.yaml", "--trials", "3", "--parallel",
                "2", "--storage", "study.journal", "--study", "shared"]
     env = {**os.environ, "BENCH_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
@@ -312,13 +330,13 @@ def test_a_space_with_unknown_names_empty_ranges_or_impossible_distributions_is_
 
 
 @pytest.mark.slow
-def test_a_study_resumed_with_another_method_or_objective_is_refused(tmp_path, cache):
-    first = tune(tmp_path, cache, "dcgan", "--trials", "1", "--study", "mine")
+def test_a_study_resumed_with_another_method_or_objective_is_refused(tmp_path, cache, tiny_inception):
+    first = tune(tmp_path, cache, "dcgan", "--trials", "1", "--study", "mine", suite=final_fid_only(TINY))
     assert first.returncode == 0, first.stderr
     for args, what in ((["lsgan", "--trials", "2", "--study", "mine"], "another method dcgan (asked: lsgan)"),
                        (["dcgan", "--trials", "2", "--study", "mine", "--objective", "fid_best"],
                         "another objective fid_final (asked: fid_best)")):
-        again = tune(tmp_path, cache, *args)
+        again = tune(tmp_path, cache, *args, suite=final_fid_only(TINY))
         assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
         assert f"study 'mine' exists with {what}" in again.stderr
 
@@ -330,9 +348,8 @@ def test_ctrl_c_stops_parallel_workers_checkpointed_and_the_same_command_resumes
     import signal
     import time
 
-    suite = TINY.replace("budget: {steps: 20}", "budget: {steps: 600}").replace("every: 10, n_fake", "every: 600, "
-                                                                                  "n_fake")
-    (tmp_path / "tiny.yaml").write_text(suite)
+    (tmp_path / "tiny.yaml").write_text(final_fid_only(TINY, steps=200))  # ~4 s a trial: stopped half way
+    sqlite_store(tmp_path)
     command = [sys.executable, "-m", "bench", "tune", "dcgan", "--suite", "tiny.yaml", "--trials", "2", "--parallel",
                "2", "--storage", "study.journal", "--study", "stop"]
     env = {**os.environ, "BENCH_CACHE": str(cache)}
@@ -357,14 +374,13 @@ def test_ctrl_c_stops_parallel_workers_checkpointed_and_the_same_command_resumes
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_trial_leaves_no_zombie_the_next_one_resumes_its_trial(tmp_path, cache):
+def test_a_worker_killed_mid_trial_leaves_no_zombie_the_next_one_resumes_its_trial(tmp_path, cache, tiny_inception):
     """On a journal file there are no heartbeats: a running trial whose bench trial is unlocked lost its worker."""
     import signal
     import time
 
-    suite = TINY.replace("budget: {steps: 20}", "budget: {steps: 300}").replace("every: 10, n_fake", "every: 300, "
-                                                                                  "n_fake")
-    (tmp_path / "tiny.yaml").write_text(suite)
+    (tmp_path / "tiny.yaml").write_text(final_fid_only(TINY, steps=100))
+    sqlite_store(tmp_path)
     command = [sys.executable, "-m", "bench", "tune", "dcgan", "--suite", "tiny.yaml", "--trials", "2", "--storage",
                "study.journal", "--study", "killed"]
     env = {**os.environ, "BENCH_CACHE": str(cache)}
@@ -374,7 +390,7 @@ def test_a_worker_killed_mid_trial_leaves_no_zombie_the_next_one_resumes_its_tri
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    again = run_bench(*command[3:], cwd=tmp_path, env={"BENCH_CACHE": str(cache)})
+    again = bench_cli(*command[3:], cwd=tmp_path, env={"BENCH_CACHE": str(cache)})  # the next worker, a plain one
     assert again.returncode == 0, again.stdout + again.stderr
     assert "lost its worker: queued again" in again.stdout and "resuming on cpu" in again.stdout
     from optuna.storages import JournalStorage
