@@ -125,9 +125,9 @@ def test_bench_perf_fid_gives_clean_fids_value_and_both_speeds(tmp_path):
     """`bench perf fid` runs clean-fid's own compute_fid beside bench's path (channels_last on the CPU): the same
     FID to 1e-5 relative (at n=8 the covariances are rank-deficient and FID's square root amplifies the last digits of
     the features: even NCHW differs from clean-fid by 1e-4 absolute there), and a speed for each."""
-    from tests.conftest import run_bench
+    from tests.conftest import bench_cli
 
-    result = run_bench("perf", "fid", "--n", "8", "--batch-size", "4", "--trials", "2", cwd=tmp_path)
+    result = bench_cli("perf", "fid", "--n", "8", "--batch-size", "4", "--trials", "2", cwd=tmp_path)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     rows = {line[:34].strip(): line[34:].split() for line in result.stdout.splitlines()
             if line.startswith(("bench evaluate_images", "clean-fid compute_fid"))}

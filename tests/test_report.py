@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from bench.errors import BenchError
+from tests.conftest import sqlite_store
 
 SYNTH = {  # (label, method, dataset) -> final FID per seed; None: the trial has no FID
     ("wgan", "wgan", "digits"): [20.0, 22.0, 21.0],
@@ -102,7 +103,7 @@ def store(tmp_path_factory):
     from mlflow.tracking import MlflowClient
 
     root = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{root}/mlflow.db"
+    uri = sqlite_store(root)
     client = MlflowClient(uri)
     ids = {}
     for suite, spec, extra in (("synth", SYNTH, {}), ("synthw", WELCH, {"report.test": "welch"})):
@@ -346,6 +347,7 @@ def test_latex_tables_escape_and_typeset(report):
     assert r"n=1$^\dagger$" in tex and r"\toprule" in tex
 
 
+@pytest.mark.slow
 def test_report_files_are_byte_identical_on_a_second_run(store, report, tmp_path):
     from bench.report.build import write_report
 
@@ -452,6 +454,7 @@ def run_chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "HOME": str(profile)})
 
 
+@pytest.mark.slow
 def test_html_report_renders_in_headless_chromium(report, tmp_path):
     page = report / "index.html"
     shot = tmp_path / "report.png"
