@@ -16,12 +16,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Where the environment forbids writing bytecode beside the sources (PYTHONDONTWRITEBYTECODE, as on the 2-core dev
 # machine), every `python -m bench` a test starts compiled torch, MLflow and bench from source again: ~17 s of a
-# start instead of ~7. The processes tests start keep their bytecode in a folder of this session instead (never in
-# the repository or the environment), removed at its end; the test process itself is unchanged.
-_PYCACHE = None
+# start instead of ~7, and the test process compiled them too. Tests keep that bytecode in the system's temporary
+# folder instead (never in the repository or the environment), as Python keeps it in __pycache__ elsewhere: this
+# process for what it imports from here on, and every process it starts.
 if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) and "PYTHONPYCACHEPREFIX" not in os.environ:
-    _PYCACHE = tempfile.mkdtemp(prefix="bench-tests-pycache-")
-    os.environ["PYTHONPYCACHEPREFIX"] = _PYCACHE
+    os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), f"bench-tests-pycache-{os.getuid()}")
+    sys.pycache_prefix, sys.dont_write_bytecode = os.environ["PYTHONPYCACHEPREFIX"], False
 
 import bench  # noqa: E402, F401  (bench before torch in every test process: it pins numerics knobs before torch loads)
 
@@ -67,12 +67,10 @@ def sqlite_store(folder: Path, name: str = "mlflow.db") -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _remove_the_session_folders():
+def _remove_the_empty_store():
     yield
     if _empty_store.cache_info().currsize:
         shutil.rmtree(_empty_store().parent, ignore_errors=True)
-    if _PYCACHE is not None:
-        shutil.rmtree(_PYCACHE, ignore_errors=True)
 
 
 @pytest.fixture
