@@ -127,7 +127,7 @@ log: {every: 10, samples_every: 1000, checkpoint_every: 20}
 def test_sigkill_mid_trial_then_rerun_equals_uninterrupted_run(tiny_suite, tmp_path):
     suite = tiny_suite(KILL_SUITE)
     trial = expand(load_suite(suite))[0]
-    common = ["--tracking-uri", sqlite_store(tmp_path), "--threads", "1"]  # one thread: the same numbers everywhere
+    common = ["--tracking-uri", sqlite_store(tmp_path)]  # the trial's numerics (threads too) in either process
 
     # uninterrupted reference
     ref = bench_cli("run", str(suite), "--runs-dir", str(tmp_path / "ref"), *common, cwd=tmp_path)
