@@ -1,3 +1,4 @@
+import atexit
 import functools
 import os
 import shutil
@@ -47,6 +48,7 @@ def _empty_store() -> Path:
 
     import_mlflow()  # bench's logging levels: MLflow's "Creating initial MLflow database tables" stays quiet
     path = Path(tempfile.mkdtemp(prefix="bench-tests-store-")) / "mlflow.db"
+    atexit.register(shutil.rmtree, path.parent, True)  # at exit: test modules import this file as tests.conftest too
     saved = Path.cwd()
     os.chdir(path.parent)  # MLflow's Default experiment points at ./mlruns of the folder the store was made in
     try:
@@ -65,13 +67,6 @@ def sqlite_store(folder: Path, name: str = "mlflow.db") -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(_empty_store(), path)
     return f"sqlite:///{path}"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _remove_the_empty_store():
-    yield
-    if _empty_store.cache_info().currsize:
-        shutil.rmtree(_empty_store().parent, ignore_errors=True)
 
 
 @pytest.fixture
