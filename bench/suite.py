@@ -267,7 +267,7 @@ class Trial(BaseModel):
         """Flat name -> value view used by --only filters, MLflow params and report columns."""
         out = {"key": self.key, "suite": self.suite, "method": self.method, "label": self.label,
                "dataset": self.dataset.name, "seed": self.seed}
-        out.update(_flatten({"params": self.params, "budget": self.budget.model_dump(),
+        out.update(flatten({"params": self.params, "budget": self.budget.model_dump(),
                              "dataset_options": self.dataset.options, "eval": self.eval.model_dump(),
                              "numerics": self.numerics.model_dump()}))
         out.update({"resolution": self.resolution, "batch_size": self.batch_size, "split": self.dataset.split,
@@ -275,12 +275,12 @@ class Trial(BaseModel):
         return out
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in tree.items():
         name = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, name + "."))
+            out.update(flatten(v, name + "."))
         else:
             out[name] = v
     return out

@@ -330,15 +330,45 @@ def test_a_space_with_unknown_names_empty_ranges_or_impossible_distributions_is_
 
 
 @pytest.mark.slow
-def test_a_study_resumed_with_another_method_or_objective_is_refused(tmp_path, cache, tiny_inception):
-    first = tune(tmp_path, cache, "dcgan", "--trials", "1", "--study", "mine", suite=final_fid_only(TINY))
+def test_a_study_pins_its_protocol_and_its_first_trial_is_the_default_configuration(tmp_path, cache, tiny_inception):
+    """A resumed study is refused under another method, objective, budget or numerics (one line naming the first
+    difference and the --set that restores it); --export writes the study's protocol, not the command line's; a
+    study made before protocols were pinned is resumed with a warning."""
+    import sqlite3
+
+    suite = final_fid_only(TINY)
+    first = tune(tmp_path, cache, "dcgan", "--trials", "1", "--study", "mine", "--set", "budget.steps=12", suite=suite)
     assert first.returncode == 0, first.stderr
-    for args, what in ((["lsgan", "--trials", "2", "--study", "mine"], "another method dcgan (asked: lsgan)"),
-                       (["dcgan", "--trials", "2", "--study", "mine", "--objective", "fid_best"],
-                        "another objective fid_final (asked: fid_best)")):
-        again = tune(tmp_path, cache, *args, suite=final_fid_only(TINY))
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    (trial,) = study_of(storage, "mine").get_trials()
+    assert trial.user_attrs["default"] is True
+    assert trial.params == {"batch_size": 32, "beta1": 0.5, "beta2": 0.999, "latent_dim": 100, "lr_d": 2e-4,
+                            "lr_g": 2e-4, "width": 8}  # DCGAN's defaults (Radford et al.) within the space
+    for args, what in ((["lsgan", "--trials", "2"], "exists with another method dcgan (asked: lsgan)"),
+                       (["dcgan", "--trials", "2", "--objective", "fid_best", "--set", "budget.steps=12"],
+                        "exists with another objective fid_final (asked: fid_best)"),
+                       (["dcgan", "--trials", "2"], "was created with budget.steps 12, this command gives 20: a "
+                                                    "study's trials share one protocol; resume it with the study's "
+                                                    "settings (--set budget.steps=12), or start another study"),
+                       (["dcgan", "--trials", "2", "--set", "budget.epochs=3"],
+                        "was created with budget.epochs unset, this command gives 3 (and 1 more: budget.steps)"),
+                       (["dcgan", "--trials", "2", "--set", "budget.steps=12", "--threads", "1"],
+                        "was created with numerics.threads 2, this command gives 1"),
+                       (["dcgan", "--trials", "2", "--set", "budget.steps=12", "--set", "eval.n_fake=9"],
+                        "was created with eval.n_fake 8, this command gives 9")):
+        again = tune(tmp_path, cache, *args, "--study", "mine", suite=suite)
         assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
-        assert f"study 'mine' exists with {what}" in again.stderr
+        assert f"study 'mine' {what}" in again.stderr, again.stderr
+    assert len(study_of(storage, "mine").get_trials()) == 1  # nothing was proposed under another protocol
+    exported = tune(tmp_path, cache, "dcgan", "--study", "mine", "--export", "best.yaml", suite=suite)
+    assert exported.returncode == 0, exported.stderr
+    written = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert written["budget"] == {"steps": 12, "epochs": None} and written["eval"]["n_fake"] == 8
+    with sqlite3.connect(tmp_path / "optuna.db") as db:  # as a study made by an older bench
+        db.execute("DELETE FROM study_user_attributes WHERE key IN ('bench.protocol', 'bench.suite')")
+    old = tune(tmp_path, cache, "dcgan", "--trials", "1", "--study", "mine", suite=suite)
+    assert old.returncode == 0, old.stderr
+    assert "warning: study mine was created before bench pinned a study's protocol" in old.stdout
 
 
 @pytest.mark.slow

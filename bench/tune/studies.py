@@ -23,8 +23,9 @@ from bench.suite import DatasetSpec, MethodSpec, load_raw, load_suite, make_tria
 from bench.tracking import resolve_tracking_uri
 from bench.train import total_steps
 from bench.tune.export import export_suite
+from bench.tune.protocol import SUITE_ATTR, default_point, protocol_of
 from bench.tune.records import close_parent, parent_run
-from bench.tune.study import StudySettings, counts, load_or_create, make_pruner, open_storage
+from bench.tune.study import StudySettings, counts, load_or_create, make_pruner, open_storage, pinned
 from bench.tune.workers import StudyProgress, TuneJob, check_shared_storage
 
 # Without --suite, a study uses the quickstart's protocol: digits at 16 px, 25 epochs, FID and KID of 128 samples
@@ -100,8 +101,12 @@ def _settings(base, spec, data, name, n, objective, pruner, seed):
     label = spec.label or spec.name
     overrides = {**base.tune.space, **base.tune.spaces.get(label, {})}
     space = method_space(spec.name, get_method(spec.name).Hyper, overrides, "tune.space")
+    default = make_trial(base, spec, data, seed)
+    point, _ = default_point(default, space)
     return StudySettings(name=name, method=spec, dataset=data, trials=n, objective=objective or base.tune.objective,
-                         pruner=pruner or base.tune.pruner, seed=seed, space=space)
+                         pruner=pruner or base.tune.pruner, seed=seed, space=space,
+                         protocol=protocol_of(default, space), default=point,
+                         suite=base.model_dump(mode="json", exclude={"tune"}))
 
 
 def run_studies(base, studies, optuna_storage, shown, storage, device, data_root, runs_dir, tracking_uri,
@@ -125,6 +130,9 @@ def run_studies(base, studies, optuna_storage, shown, storage, device, data_root
                         "set eval.every (e.g. --set eval.every=100)")
         pruner_args = (settings.pruner, base.eval.every, steps, base.tune.startup_trials)
         study = load_or_create(settings, optuna_storage, make_pruner(*pruner_args))
+        if not pinned(study):
+            console.say(f"warning: study {settings.name} was created before bench pinned a study's protocol: its "
+                        "trials are not checked against this command's budget, data, evaluation and numerics")
         parent = parent_run(uri, base.name, settings.name, {
             "method": settings.method.name, "label": settings.label, "dataset": settings.dataset.name,
             "objective": settings.objective, "pruner": settings.pruner, "sampler": f"TPE(seed={settings.seed})",
@@ -196,6 +204,14 @@ def _export(base, settings, optuna_storage, out: Path, seeds: int) -> None:
     if not completed:
         raise BenchError(f"--export: study '{settings.name}' has no finished trial yet")
     best = min(completed, key=lambda t: (t.value, t.number))
+    stored = study.user_attrs.get(SUITE_ATTR)
+    if stored is None:
+        typer.echo(f"warning: study {settings.name} was created before bench stored a study's protocol: the export "
+                   "takes it from this command's suite and --set flags", err=True)
+    else:  # the protocol the study's trials ran under, whatever this command line says
+        base = load_raw(stored, source=f"the suite stored in study {settings.name}")
+        dataset = next((d for d in base.datasets if d.name == settings.dataset.name), settings.dataset)
+        settings = replace(settings, dataset=dataset)
     dataset = settings.dataset.model_dump(mode="json")
     path = export_suite(base, settings.label, settings.method.name, dataset, best.params, settings.name, best.value,
                         settings.objective, best.number, seeds, out)

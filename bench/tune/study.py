@@ -42,6 +42,7 @@ from bench.suite import DatasetSpec, MethodSpec, Suite, make_trial
 from bench.tracking import reason
 from bench.train import TrialPruned, total_steps
 from bench.trial import run_trial
+from bench.tune.protocol import PROTOCOL_ATTR, SUITE_ATTR, check_resume
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ class StudySettings:
     pruner: str = "median"
     seed: int = 0
     space: dict[str, Any] = field(default_factory=dict)  # name -> Distribution
+    protocol: dict[str, Any] = field(default_factory=dict)  # what the study pins (bench.tune.protocol)
+    suite: dict[str, Any] = field(default_factory=dict)  # the suite it is created from, stored for --export
+    default: dict[str, Any] = field(default_factory=dict)  # the default configuration, its first trial
 
     @property
     def label(self) -> str:
@@ -177,7 +181,9 @@ def make_pruner(kind: str, eval_every: int, total_steps: int, startup_trials: in
 
 
 def load_or_create(settings: StudySettings, storage, pruner):
-    """The study by name: created with its identity, or resumed when that identity matches (one line if not)."""
+    """The study by name: created with its identity and protocol (its first trial queued: the method's default
+    configuration), or resumed when both match (one line naming the first difference if not). A study made before
+    protocols were pinned has no protocol to check: `pinned(study)` is False."""
 
     try:
         study = optuna.create_study(study_name=settings.name, storage=storage, direction="minimize",
@@ -188,12 +194,22 @@ def load_or_create(settings: StudySettings, storage, pruner):
     if not any(recorded.values()):
         for k, v in settings.identity().items():
             study.set_user_attr(f"bench.{k}", v)
-    else:
-        differ = {k: (recorded[k], v) for k, v in settings.identity().items() if recorded[k] != v}
-        if differ:
-            shown = ", ".join(f"{k} {was} (asked: {now})" for k, (was, now) in differ.items())
-            raise BenchError(f"study '{settings.name}' exists with another {shown}; choose another --study name")
+        study.set_user_attr(PROTOCOL_ATTR, settings.protocol)
+        study.set_user_attr(SUITE_ATTR, settings.suite)
+        if not study.get_trials(deepcopy=False):
+            study.enqueue_trial(settings.default, user_attrs={"default": True})
+        return study
+    differ = {k: (recorded[k], v) for k, v in settings.identity().items() if recorded[k] != v}
+    if differ:
+        shown = ", ".join(f"{k} {was} (asked: {now})" for k, (was, now) in differ.items())
+        raise BenchError(f"study '{settings.name}' exists with another {shown}; choose another --study name")
+    if pinned(study):
+        check_resume(settings.name, study.user_attrs[PROTOCOL_ATTR], settings.protocol)
     return study
+
+
+def pinned(study) -> bool:
+    return PROTOCOL_ATTR in study.user_attrs
 
 
 def counts(study) -> Counter:
