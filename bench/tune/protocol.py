@@ -24,8 +24,8 @@ def protocol_of(trial: Trial, space: dict[str, Distribution]) -> dict[str, Any]:
     """The flat protocol (dotted name -> JSON value) of a study whose default trial is `trial`."""
     identity = {k: v for k, v in trial.identity().items() if k not in ("method", "seed")}
     flat = json.loads(json.dumps(flatten(identity), default=str))
-    return {k: v for k, v in flat.items()
-            if not (k.startswith("params.") and k.removeprefix("params.") in space) and not (k in TRIAL_LEVEL and k in space)}
+    searched = {f"params.{name}" for name in space} | {name for name in space if name in TRIAL_LEVEL}
+    return {k: v for k, v in flat.items() if k not in searched}
 
 
 def default_point(trial: Trial, space: dict[str, Distribution]) -> tuple[dict[str, Any], list[str]]:
