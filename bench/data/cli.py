@@ -9,12 +9,12 @@ from pathlib import Path
 
 import typer
 
-from bench.data.base import DATASETS, default_data_root
+from bench.data.base import DATASETS, PairSet, default_data_root
 from bench.data.lego import LEGO_DATASETS, describe_lego
 from bench.errors import BenchError
 from scrapers.settings import DEFAULT_BASE_URL, DEFAULT_IMAGE_BASE_URL, POLITE_DELAY_SECONDS
 
-app = typer.Typer(help="Build and inspect datasets.", no_args_is_help=True)
+app = typer.Typer(help="Build and inspect datasets.", no_args_is_help=True, rich_markup_mode=None)
 
 BUILDABLE = ("lego",)
 
@@ -80,6 +80,11 @@ def info(
     # The loader itself, not load_dataset: that would resize to a suite's resolution. 64 only matters to
     # loaders without a native size (image folders).
     data = entry.load(root, entry.splits[0], 64)
+    if isinstance(data, PairSet):  # two domains for translation
+        kind = "paired (a[i] and b[i] are one example)" if data.paired else "unpaired"
+        typer.echo(f"{name} ({entry.splits[0]}): {kind}; domain A {len(data.a)} images, shape "
+                   f"{tuple(data.a.shape[1:])}; domain B {len(data.b)} images, shape {tuple(data.b.shape[1:])}")
+        return
     classes = ", ".join(data.classes) if data.classes else "none (unlabelled)"
     typer.echo(f"{name} ({entry.splits[0]}): {len(data)} images, shape {tuple(data.images.shape[1:])}, "
                f"classes: {classes}")
