@@ -99,8 +99,13 @@ def open_storage(text: str | None):
             raise BenchError(f"--storage {text}: is a folder; give a journal file path, or a database URL")
         if not path.parent.is_dir():
             raise BenchError(f"--storage {text}: the folder {path.parent} does not exist")
-        return JournalStorage(JournalFileBackend(str(path))), str(path)
+        try:
+            return JournalStorage(JournalFileBackend(str(path))), str(path)
+        except OSError as err:
+            raise BenchError(f"--storage {text}: cannot write a journal file there ({err.strerror or err}); give a "
+                             "path in a folder you can write, e.g. --storage studies.journal") from None
     shown = _redacted(text)
+    text = _with_driver(text)
 
     def connect():
         return RDBStorage(text, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS,
@@ -116,12 +121,26 @@ def open_storage(text: str | None):
             time.sleep(2)  # the other worker has made them by now
             storage = connect()
     except ImportError as err:
-        raise BenchError(f"--storage {shown}: its database driver is not installed ({err.name}); PostgreSQL needs "
-                         "psycopg2 (`uv sync` installs it)") from None
+        missing = err.name or getattr(err.__cause__, "name", None) or "its driver"
+        if text.startswith("postgresql+psycopg2"):
+            raise BenchError(f"--storage {shown}: PostgreSQL's driver psycopg2 is not installed; `uv sync` installs "
+                             "it") from None
+        raise BenchError(f"--storage {shown}: the database driver {missing} is not installed; bench ships "
+                         "PostgreSQL's (postgresql+psycopg2://USER@HOST/DB), SQLite (sqlite:///FILE.db) and journal "
+                         f"files; for another database install its SQLAlchemy driver ({missing})") from None
     except Exception as err:  # sqlalchemy.exc.ArgumentError, OperationalError, optuna's own
         raise BenchError(f"--storage {shown}: cannot open it ({reason(err)}); give sqlite:///FILE.db, a journal "
                          "file path, or postgresql+psycopg2://USER@HOST/DB") from None
     return storage, shown
+
+
+def _with_driver(url: str) -> str:
+    """A bare postgresql:// (or postgres://) URL with the driver bench installs: SQLAlchemy 2.1 maps it to psycopg
+    3, which is not a dependency."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url.removeprefix(prefix)
+    return url
 
 
 def _engine_kwargs(url: str) -> dict:
