@@ -18,6 +18,9 @@ from bench.devices import resolve
 from bench.errors import BenchError
 
 GRID_COLUMNS = 8
+MAX_GRID = 4096  # images in one grid PNG (a 64-px grid of 4096 is 4096 x 4096 pixels)
+MAX_FILES = 1_000_000  # images one call writes into a folder
+CHUNK = 1024  # images generated at once for a folder: memory stays bounded whatever --n is
 
 
 def sample_command(
@@ -43,6 +46,13 @@ def sample_command(
 
     if n < 1:
         raise BenchError(f"--n {n}: draw at least one image")
+    wanted = n * max(len(label), 1)
+    limit = MAX_GRID if out.suffix.lower() == ".png" else MAX_FILES
+    if wanted > limit:
+        what = (f"a grid holds at most {MAX_GRID:,} images (give a folder for more)" if limit == MAX_GRID else
+                f"one call writes at most {MAX_FILES:,} images (FID's protocol is 50,000); call it again with "
+                "another --seed and --out for more")
+        raise BenchError(f"--n {n}{f' x {len(label)} labels' if label else ''}: {what}")
     dev = resolve(device)
     method, key = _load(trial, runs_dir, tracking_uri, dev)
     if truncation is not None:
@@ -68,11 +78,13 @@ def sample_command(
         return
     if mix or traverse is not None:
         raise BenchError("--mix and --traverse draw a grid: give --out a file name ending in .png")
-    images, drawn = _plain(method, labels, n, rng)
-    names = [f"{i:04d}" for i in range(len(images))] if drawn is None else [
-        f"{_class_name(method, int(c))}_{i:04d}" for i, c in enumerate(drawn)]
-    _write_files(images, out, names)
-    typer.echo(f"wrote {len(images)} PNGs into {out}/ from trial {key}")
+    written = 0
+    for start, images, drawn in _plain(method, labels, n, rng):
+        names = [f"{i:04d}" for i in range(start, start + len(images))] if drawn is None else [
+            f"{_class_name(method, int(c))}_{i:04d}" for i, c in enumerate(drawn, start)]
+        _write_files(images, out, names)
+        written += len(images)
+    typer.echo(f"wrote {written} PNGs into {out}/ from trial {key}")
 
 
 def _translate_folder(method, folder: Path | None, direction: str, out: Path, seed: int, key: str) -> None:
@@ -92,6 +104,8 @@ def _translate_folder(method, folder: Path | None, direction: str, out: Path, se
                          "source domain")
     if direction not in method.directions:
         raise BenchError(f"--direction {direction}: method '{method.name}' translates {', '.join(method.directions)}")
+    if folder.is_file():
+        raise BenchError(f"--input {folder}: is a file; give the folder that holds the images to translate")
     if not folder.is_dir():
         raise BenchError(f"--input {folder}: no such folder")
     mode = "L" if method.shape.channels == 1 else "RGB"
@@ -131,6 +145,10 @@ def _load(key: str, runs_dir: Path, tracking_uri: str | None, device):
                              "--runs-dir or --tracking-uri (`bench run SUITE --dry-run` lists trial keys)")
     ckpt = load(path, device)
     method, _ = method_from_checkpoint(ckpt, device)
+    step, total = ckpt.get("step"), ckpt.get("total_steps")
+    if step is not None and total is not None and step < total:
+        typer.echo(f"note: trial {ckpt['key']} is unfinished (interrupted or failed): these images come from its "
+                   f"checkpoint at step {step} of {total}")
     return method, ckpt["key"]
 
 
@@ -188,12 +206,16 @@ def _grid(method, labels: list[int], n: int, rng):
 
 
 def _plain(method, labels: list[int], n: int, rng):
-    """n images for a folder (with --label: n of each label), and the label of each image (None: unconditional)."""
+    """n images for a folder (with --label: n of each label), and the label of each image (None: unconditional), in
+    chunks of CHUNK (one chunk up to CHUNK images: the same images as one draw)."""
     import torch
 
     wanted = torch.tensor(labels).repeat_interleave(n) if labels else None
-    latents = method.sample_latents(n if wanted is None else len(wanted), rng, labels=wanted)
-    return _generate(method, latents), latents.get("labels")
+    total = n if wanted is None else len(wanted)
+    for start in range(0, total, CHUNK):
+        part = None if wanted is None else wanted[start:start + CHUNK]
+        latents = method.sample_latents(min(CHUNK, total - start), rng, labels=part)
+        yield start, _generate(method, latents), latents.get("labels")
 
 
 def _class_name(method, index: int) -> str:
@@ -270,4 +292,8 @@ def _write_files(images, out: Path, names: list[str]) -> None:
         raise BenchError(f"--out {out}: cannot create the folder ({err.strerror})") from None
     for image, name in zip(to_uint8(images.clamp(-1, 1)).cpu(), names, strict=True):
         array = image.permute(1, 2, 0).numpy()
-        Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(out / f"{name}.png")
+        try:
+            Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(out / f"{name}.png")
+        except OSError as err:
+            raise BenchError(f"--out {out}: cannot write {name}.png ({err.strerror or err}); the images before it "
+                             "are written") from None

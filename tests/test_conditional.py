@@ -132,7 +132,24 @@ def test_bench_sample_draws_grids_and_files_and_says_what_is_wrong_in_one_line(t
         ((keys["infogan"], "--traverse", "c9", "--out", "x.png"), "--traverse c9: unknown code"),
         ((keys["acgan"], "--mix", "--out", "x.png"), "method 'acgan' has no styles to mix"),
         ((keys["infogan"], "--traverse", "c1", "--out", "folder"), "--mix and --traverse draw a grid"),
+        ((keys["acgan"], "--n", "100000000", "--out", "many"), "--n 100000000: one call writes at most 1,000,000"),
+        ((keys["acgan"], "--n", "5000", "--out", "huge.png"), "--n 5000: a grid holds at most 4,096 images"),
+        ((keys["acgan"], "--input", "s.yaml", "--out", "t"), "--input: method 'acgan' draws from noise"),
     ]:
         bad = sample(*args)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
         assert bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr
+    # a folder of more images than one chunk: generated in chunks, the first chunk as one draw of that size
+    chunked, one = sample(keys["infogan"], "--n", "1030", "--out", "chunked"), sample(keys["infogan"], "--n", "1024",
+                                                                                     "--out", "one")
+    assert chunked.returncode == one.returncode == 0, chunked.stderr + one.stderr
+    assert len(list((tmp_path / "chunked").iterdir())) == 1030
+    assert all((tmp_path / "chunked" / p.name).read_bytes() == p.read_bytes() for p in (tmp_path / "one").iterdir())
+    # an unfinished trial's checkpoint (as an interrupted run leaves it) is sampled with a note saying so
+    path = tmp_path / "runs" / "sampled" / keys["infogan"] / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    torch.save({**state, "step": 1}, path)
+    early = sample(keys["infogan"], "--n", "4", "--out", "early.png")
+    assert early.returncode == 0, early.stderr
+    assert f"note: trial {keys['infogan']} is unfinished (interrupted or failed): these images come from its " \
+           "checkpoint at step 1 of 2" in early.stdout
