@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -191,6 +192,14 @@ def test_a_translation_suite_runs_reports_between_its_baselines_and_translates_a
     assert "untranslated source vs target" in page and "| pix2pix | digits-edges A→B |" in page
     assert (tmp_path / "report" / "figures" / "translation_fid.png").exists()
     assert "Final FID" not in page  # no noise-to-image trial: no headline table of them
+    # a cell no better than doing nothing says so and is never the column's best
+    cells = pd.read_csv(tmp_path / "report" / "tables" / "translation_fid.csv")
+    trials = pd.read_csv(tmp_path / "report" / "tables" / "translation_trials.csv")
+    nothing = trials.groupby("dataset")["nothing"].mean()
+    assert list(cells["above_untranslated"]) == [m >= nothing[d] for m, d in zip(cells["mean"], cells["dataset"],
+                                                                               strict=True)]
+    assert not (cells["above_untranslated"] & cells["best"]).any()
+    assert page.count("above untranslated: worse than doing nothing") == cells["above_untranslated"].sum()
 
     key = next(p.parent.name for p in (tmp_path / "runs" / "i2i").glob("*/status.json")
                if "ssim_a2b" in json.loads(p.read_text())["evaluations"][-1])
@@ -202,3 +211,6 @@ def test_a_translation_suite_runs_reports_between_its_baselines_and_translates_a
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["e0.png", "e1.png", "e2.png"]
     bad = bench_cli("sample", key, "--out", "x.png", cwd=tmp_path)
     assert bad.returncode == 2 and "give --input DIR" in bad.stderr and bad.stderr.count("\n") == 1
+    a_file = bench_cli("sample", key, "--input", "i2i.yaml", "--out", "x.png", cwd=tmp_path)
+    assert a_file.returncode == 2 and a_file.stderr.count("\n") == 1, a_file.stderr
+    assert "--input i2i.yaml: is a file; give the folder that holds the images" in a_file.stderr

@@ -41,12 +41,19 @@ def section(translation: pd.DataFrame, out: Path, with_figures: bool) -> tuple[d
                                                                                 dict[str, pd.DataFrame]]:
     """Displays, figures and CSV tables of the translation trials."""
     long = directions(translation)
-    fid = tables.cell_summaries(long, "fid")
-    displays = {"translation": D.metric_grid(fid, "translation_fid_table", "FID per direction (lower is better)", [
+    fid = _above_untranslated(tables.cell_summaries(long, "fid"), long)
+    grid = D.metric_grid(fid, "translation_fid_table", "FID per direction (lower is better)", [
         "Translation FID (the CycleGAN / CUT protocol): the translations of the source domain's test images "
         "against the target domain's real test images; mean ± std over seeds, bootstrap 95% CI, n. Compare a "
         "cell with the baselines below, computed from the same test images: no model should beat real against "
-        "real, and a model above 'untranslated' does worse than doing nothing."])}
+        "real, and a model above 'untranslated' does worse than doing nothing: such a cell says so and is never "
+        "marked best."])
+    above = {(r.dataset, r.row) for r in fid.itertuples() if r.above_untranslated}
+    for cells in grid.rows:
+        for i, dataset in enumerate(grid.header[1:], 1):
+            if (dataset, cells[0].lines[0]) in above:
+                cells[i] = D.Cell((*cells[i].lines, "above untranslated: worse than doing nothing"), bold=False)
+    displays = {"translation": grid}
     baselines = _baselines(long)
     displays["baselines"] = baselines
     csv = {"translation_fid": fid, "translation_trials": long}
@@ -57,6 +64,17 @@ def section(translation: pd.DataFrame, out: Path, with_figures: bool) -> tuple[d
         csv.update({f"translation_{name}": table for name, table in summaries.items()})
     figures = [translation_plot(long, out)] if with_figures and len(long) else []
     return displays, figures, csv
+
+
+def _above_untranslated(fid: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
+    """`above_untranslated`: the cell's mean FID is not below its direction's untranslated baseline (doing nothing);
+    such a cell is not the best of its column, whatever the other methods did."""
+    nothing = long.groupby("dataset")["nothing"].mean() if len(long) else pd.Series(dtype=float)
+    fid = fid.copy()
+    fid["above_untranslated"] = [bool(n > 0 and mean >= nothing.get(d, math.inf))
+                                 for n, mean, d in zip(fid["n"], fid["mean"], fid["dataset"], strict=True)]
+    fid.loc[fid["above_untranslated"], "best"] = False
+    return fid
 
 
 def _baselines(long: pd.DataFrame) -> D.Display:
