@@ -22,7 +22,7 @@ from bench.evaluation import log_summary, make_evaluator
 from bench.files import write_atomic
 from bench.methods import get_method
 from bench.progress import Console, StepProgress
-from bench.recorder import TrialRecorder, read_run_id
+from bench.recorder import TrialRecorder
 from bench.runs import (
     Outcome,
     RunOptions,
@@ -173,25 +173,36 @@ def _finish(recorder, status: str, tags: dict[str, Any]) -> str | None:
     return recorder.close()
 
 
-def _open_recorder(trial: Trial, folder: Path, device: torch.device, options: RunOptions):
-    if options.tracking_uri is None:
-        return None
-    tags = {"bench.suite": trial.suite, "bench.trial_key": trial.key, "bench.method": trial.method,
+def _trial_tags(trial: Trial, options: RunOptions) -> dict[str, str]:
+    return {"bench.suite": trial.suite, "bench.trial_key": trial.key, "bench.method": trial.method,
             "bench.label": trial.label, "bench.dataset": trial.dataset.name, "bench.seed": str(trial.seed),
             "bench.status": "running", "bench.task": "translation" if _translates(trial) else "generation",
             # the whole config, so `bench reproduce` can re-train the trial from the record alone
             "bench.config": json.dumps(trial.model_dump(mode="json"), sort_keys=True, separators=(",", ":")),
             **options.extra_tags}
-    recorder = TrialRecorder(options.tracking_uri, trial.suite, folder,
-                             f"{trial.label}-{trial.dataset.name}-s{trial.seed}-{trial.key}", tags)
+
+
+def _recorder(trial: Trial, folder: Path, options: RunOptions, device: str) -> TrialRecorder:
+    """The trial's MLflow run, opened (re-opened when it has one) with its tags; a new one gets its params and
+    config."""
+    name = f"{trial.label}-{trial.dataset.name}-s{trial.seed}-{trial.key}"
+    recorder = TrialRecorder(options.tracking_uri, trial.suite, folder, name, _trial_tags(trial, options))
+    if not recorder.resumed:
+        hidden = {"key", "suite", "method", "label", "dataset", "seed"}
+        recorder.log_params({**{k: v for k, v in trial.flat().items() if k not in hidden}, "device": device})
+        recorder.log_json(trial.model_dump(mode="json"), "config.json")
+    return recorder
+
+
+def _open_recorder(trial: Trial, folder: Path, device: torch.device, options: RunOptions):
+    if options.tracking_uri is None:
+        return None
+    recorder = _recorder(trial, folder, options, str(device))
     n = trial.numerics
     with numerics.trial_numerics(n.portable, n.threads, n.deterministic, device):  # as the trial computes
         here = numerics.fingerprint(device)
         env = environment(device) if not recorder.resumed else None
     if not recorder.resumed:
-        hidden = {"key", "suite", "method", "label", "dataset", "seed"}
-        recorder.log_params({**{k: v for k, v in trial.flat().items() if k not in hidden}, "device": str(device)})
-        recorder.log_json(trial.model_dump(mode="json"), "config.json")
         recorder.log_json(env, "environment.json")
         recorder.set_tags({f"fingerprint.{k}": v for k, v in here.items()})  # what decided the bits (bench/numerics)
     elif (recorded := recorder.tags_with_prefix("fingerprint.")) and \
@@ -202,17 +213,20 @@ def _open_recorder(trial: Trial, folder: Path, device: torch.device, options: Ru
 
 
 def record_lost_worker(trial: Trial, options: RunOptions, why: str) -> Outcome:
-    """The outcome of a trial whose worker died (any executor): failed for this run, its MLflow run marked KILLED;
-    its checkpoint stays, so the next run resumes it."""
-    outcome = Outcome("failed", f"FAILED: {why}; the trial keeps its last checkpoint and the next run resumes it",
-                      details={"worker_died": True})
-    if options.tracking_uri is not None and (run_id := read_run_id(trial_dir(trial, options.runs_root))):
-        try:
-            from mlflow.tracking import MlflowClient  # MLflow loads only where records are written
-
-            client = MlflowClient(options.tracking_uri)
-            client.set_tag(run_id, "bench.status", "interrupted")
-            client.set_terminated(run_id, "KILLED")
-        except Exception:  # noqa: BLE001 - the run is re-opened on resume either way
-            pass
+    """The outcome of a trial whose worker died (any executor; nobody asked it to stop): failed, in status.json and
+    in its MLflow run (made now if the worker died before making it), with the reason; its checkpoint, if it wrote
+    one, stays for `--retry-failed`."""
+    folder = trial_dir(trial, options.runs_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    step = checkpoint_step(folder)
+    recorder = None
+    if options.tracking_uri is not None:
+        recorder = _recorder(trial, folder, options, options.device or trial.device)
+    outcome = _failed(trial, folder, recorder, why, step)
+    outcome.details["worker_died"] = True
+    kept = (f"its checkpoint at step {step} is kept: `--retry-failed` resumes it from there" if step else
+            "it wrote no checkpoint: `--retry-failed` trains it from the start")
+    outcome.summary = f"FAILED: {why}; {kept}"
+    if outcome.records_pending:
+        outcome.summary += f" (records kept on disk: {outcome.records_pending})"
     return outcome

@@ -91,8 +91,21 @@ def _spawned_children(pid: int) -> list[int]:
     return found
 
 
+def run_records(folder: Path) -> list[tuple[str, str, str]]:
+    """(MLflow status, bench.status, bench.failure_reason) of every run of the suite, sorted."""
+    return sorted((r.info.status, r.data.tags.get("bench.status", ""), r.data.tags.get("bench.failure_reason", ""))
+                  for r in mlflow_runs(folder))
+
+
+def report_summary(folder: Path) -> str:
+    report = bench_cli("report", "--suite", "ex", "--out", "report", cwd=folder)
+    assert report.returncode == 0, report.stderr
+    page = (folder / "report" / "README.md").read_text()
+    return next(line for line in page.splitlines() if " trials: " in line)
+
+
 @pytest.mark.slow
-def test_a_killed_worker_fails_only_its_trial_which_the_next_run_resumes(tmp_path):
+def test_a_killed_worker_fails_only_its_trial_told_the_same_everywhere_and_retry_failed_resumes_it(tmp_path):
     suite = write_suite(tmp_path, seeds=3, steps=150, checkpoint=10)  # ~3 s a trial on a core
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "bench", "run", suite.name, "--parallel", "2"], cwd=tmp_path,
@@ -105,18 +118,47 @@ def test_a_killed_worker_fails_only_its_trial_which_the_next_run_resumes(tmp_pat
     os.kill(workers[0], signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, out + err
-    assert out.count(": FAILED: its worker process died (signal 9)") == 2, out  # as it happens, and in the summary
+    died = ": FAILED: its worker process died (signal 9, SIGKILL); its checkpoint at step "
+    assert out.count(died) == 2 and "`--retry-failed` resumes it from there" in out, out  # as it happened + summary
     assert "2 trained, 0 already finished, 1 FAILED" in out
     assert "Traceback" not in out + err
-    done = statuses(tmp_path)
-    assert sorted(s["status"] for s in done.values()) == ["finished", "finished"]  # the third: only a checkpoint
+    assert sorted(s["status"] for s in statuses(tmp_path).values()) == ["failed", "finished", "finished"]
+    # the records say what the console said, and so does the report
+    assert run_records(tmp_path) == [("FAILED", "failed", "its worker process died (signal 9, SIGKILL)"),
+                                     ("FINISHED", "finished", ""), ("FINISHED", "finished", "")]
+    assert "3 trials: 2 finished, 1 failed, 0 incomplete." in report_summary(tmp_path)
 
-    again = run_bench("run", suite.name, "--parallel", "2", cwd=tmp_path)
+    skipped = run_bench("run", suite.name, "--parallel", "2", cwd=tmp_path)
+    assert skipped.returncode == 1 and "1 failed earlier and skipped (--retry-failed trains them again)" in \
+        skipped.stdout, skipped.stdout + skipped.stderr
+    again = run_bench("run", suite.name, "--parallel", "2", "--retry-failed", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("resuming on cpu") == 1 and again.stdout.count("already finished, skipped") == 2
     assert sorted(s["status"] for s in statuses(tmp_path).values()) == ["finished"] * 3
     runs = mlflow_runs(tmp_path)
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)  # the killed run was re-opened
+    assert {r.data.tags["bench.status"] for r in runs} == {"finished"}
+
+
+@pytest.mark.slow
+def test_workers_killed_before_their_trials_had_a_record_leave_a_failed_record_and_no_promised_checkpoint(
+        tmp_path):
+    suite = write_suite(tmp_path, seeds=2, steps=150, checkpoint=10)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", suite.name, "--parallel", "2"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline, workers = time.time() + 120, []
+    while len(workers) < 2 and time.time() < deadline:  # killed while still starting: before any MLflow run
+        workers = _spawned_children(proc.pid)
+        time.sleep(0.05)
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in out + err, out + err
+    assert out.count("it wrote no checkpoint: `--retry-failed` trains it from the start") == 4, out
+    assert "0 trained, 0 already finished, 2 FAILED" in out and "checkpoint at step" not in out
+    assert run_records(tmp_path) == [("FAILED", "failed", "its worker process died (signal 9, SIGKILL)")] * 2
+    assert "2 trials: 0 finished, 2 failed, 0 incomplete." in report_summary(tmp_path)
 
 
 def test_executor_mistakes_are_one_line_exit_2(tmp_path):

@@ -95,7 +95,16 @@ def plan_slots(parallel: int | None, per_gpu: int, device: str | None, device_na
                              f"the trials have {shown}: use --per-gpu {-(-parallel // max(len(gpus), 1))} or a "
                              "smaller --parallel")
         return [Slot(f"cuda:{gpus[i // per_gpu]}") for i in range(parallel)]
+    if per_gpu > 1:
+        raise cpu_per_gpu(per_gpu, names)
     return [Slot(None) for _ in range(parallel)]
+
+
+def cpu_per_gpu(per_gpu: int, names: set[str]) -> BenchError:
+    """--per-gpu K > 1 where no trial trains on a GPU: said, not ignored."""
+    shown = ", ".join(sorted(n or "auto" for n in names)) or "auto"
+    return BenchError(f"--per-gpu {per_gpu}: the trials train on the CPU (device {shown}), where there is no GPU to "
+                      "share; drop --per-gpu and give --parallel N for N trials at once")
 
 
 def slot_device(slot: Slot, name: str, override: str | None) -> str | None:

@@ -13,6 +13,7 @@ where it stopped.
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 
 from bench.errors import Interrupted
 from bench.executors.base import Context, Job, JobCounter, Slot
-from bench.interrupts import ctrl_c_stops_training
+from bench.interrupts import TERM_GRACE, ctrl_c_stops_training, terminated
 from bench.progress import Console
 
 
@@ -33,13 +34,17 @@ def _worker_main(conn: Connection, slot: Slot, quiet: bool) -> None:
         if not quiet:
             conn.send(("line", line))
 
-    with ctrl_c_stops_training(quiet=True) as stop_requested:  # the parent says it once
+    # the parent says it once; a worker's SIGTERM deadline ends before the parent's, so the parent hears how it ended
+    with ctrl_c_stops_training(quiet=True, grace=TERM_GRACE / 2) as stop_requested:
         ctx = Context(slot, say, console, stop_requested)
         while (job := conn.recv()) is not None:
             try:
                 conn.send(("result", job(ctx)))
             except Interrupted as stop:
                 conn.send(("interrupted", str(stop)))
+                return
+            except KeyboardInterrupt:  # stopped at once outside a trial's steps (SIGTERM's deadline, a 2nd Ctrl-C)
+                conn.send(("interrupted", f"{job.name}: stopped at once"))
                 return
 
 
@@ -96,10 +101,16 @@ class ProcessExecutor:
                 worker.conn.send(job)
             worker.job, worker.started = job, time.perf_counter()
 
+        forwarded = False
         try:
             for worker in workers:
                 dispatch(worker)
             while any(w.job for w in workers):
+                if terminated() and not forwarded:  # SIGTERM reached this process alone: pass it on
+                    forwarded = True
+                    for w in workers:
+                        if w.process is not None and w.process.is_alive():
+                            w.process.terminate()
                 busy = [w for w in workers if w.job]
                 wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=1.0)
                 for worker in busy:
@@ -114,7 +125,7 @@ class ProcessExecutor:
                     if kind == "died":
                         worker.process.join(1)
                         code = worker.process.exitcode
-                        why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                        why = _death(code)
                         value = job.lost(f"its worker process died ({why})", self.console.say)
                         worker.process, worker.conn = None, None  # a fresh one starts with the next job
                     if (follow := job.follow_up(value)) is not None:
@@ -159,3 +170,13 @@ class ProcessExecutor:
                 worker.process.join(10)
                 if worker.process.is_alive():
                     worker.process.kill()
+
+
+def _death(code: int | None) -> str:
+    """How a worker process ended, as people read it: `signal 9, SIGKILL` or `exit code 1`."""
+    if code is not None and code < 0:
+        try:
+            return f"signal {-code}, {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"

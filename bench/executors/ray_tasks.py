@@ -20,7 +20,7 @@ from typing import Any
 
 from bench import devices, numerics
 from bench.errors import BenchError, Interrupted
-from bench.executors.base import Context, Job, JobCounter, Placement, Slot
+from bench.executors.base import Context, Job, JobCounter, Placement, Slot, cpu_per_gpu
 from bench.progress import Console
 
 
@@ -36,6 +36,52 @@ def import_ray():
         raise BenchError("--executor ray needs Ray, an optional extra: run `uv sync --extra ray` (or pip install "
                          "'ray>=2.40'), then the same command") from None
     return ray
+
+
+def check_ray(address: str | None, timeout: float = 5.0) -> None:
+    """Before anything starts: Ray is installed, and a Ray head answers at `address` within `timeout` s (Ray's own
+    client retries an address where nothing answers for minutes). Answering is a TCP connection and, unless Ray
+    runs with TLS, a gRPC server's reply to the HTTP/2 preface: a port that accepts connections (a proxy, another
+    service) but speaks no gRPC is not a cluster."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        import_ray()  # its one line: how to install it
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise BenchError(f"--address {address}: give HOST:PORT of the cluster's head (e.g. 10.0.0.5:6379), "
+                         "ray://HOST:10001, or auto")
+    why = _grpc_answer(host.strip("[]"), int(port), timeout, tls=bool(os.environ.get("RAY_USE_TLS")))
+    if why is not None:
+        raise BenchError(f"--address {address}: no Ray cluster answers at {host}:{port} ({why}); start it with "
+                         "`ray start --head` there, check the address, or drop --address for a local Ray instance")
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS frame
+
+
+def _grpc_answer(host: str, port: int, timeout: float, tls: bool = False) -> str | None:
+    """None when a gRPC server answers at host:port (its first frame is SETTINGS); else why not, in a few words."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if tls:
+                return None
+            sock.sendall(H2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    return "the connection was closed without a gRPC answer"
+                head += chunk
+    except TimeoutError:
+        return f"no answer within {timeout:.0f} s"
+    except OSError as err:
+        return err.strerror or str(err)
+    return None if head[3] == 4 else "something answers there, but not a gRPC server"
 
 
 def is_local_address(address: str | None) -> bool:
@@ -73,6 +119,9 @@ class RayExecutor:
         self.address, self.per_gpu, self.console = placement.address, placement.per_gpu, console
         names = {device} if device else set(device_names)
         self.on_cuda = any(devices.trains_on_cuda(n) for n in names)
+        if self.per_gpu > 1 and not self.on_cuda:
+            raise cpu_per_gpu(self.per_gpu, names)
+        check_ray(self.address)  # last: the one check that waits on the network
         self.started_here = False
 
     def __enter__(self) -> RayExecutor:
