@@ -20,9 +20,46 @@ from bench.sampling import sample_command
 from bench.tune.cli import tune_command
 
 app = typer.Typer(help="Reproducible comparative studies of GANs.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
-perf_app = typer.Typer(help="Benchmarks that print speed figures.", no_args_is_help=True)
+                  pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
+perf_app = typer.Typer(help="Benchmarks that print speed figures.", no_args_is_help=True,
+                       rich_markup_mode=None)
 app.add_typer(perf_app, name="perf")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(version_line())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="print bench's version (and git commit, when known) and exit")] = False,
+) -> None:
+    """Reproducible comparative studies of GANs."""
+
+
+def version_line() -> str:
+    """`bench 0.1.0 (git 0f7be1e, modified)`: the package version and, in a git checkout, the commit it runs."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = f"bench {version('bench')}"
+    except PackageNotFoundError:
+        text = "bench (version unknown: not installed as a package)"
+    here = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return text
+    if commit.returncode == 0 and commit.stdout.strip():
+        text += f" (git {commit.stdout.strip()}{', modified' if dirty.stdout.strip() else ''})"
+    return text
 
 
 @app.command()
@@ -58,8 +95,12 @@ def run(
     trials = select(expand(spec), only)
     if not trials:
         raise BenchError(f"{suite}: no trial matches the --only filters {only}")
+    uri = resolve_tracking_uri(tracking_uri, spec.tracking_uri)
     if dry_run:
         check_trials(trials, DataCache(data_root), device)  # what would stop a real run half-way stops it here
+        from bench.executors import make_executor  # loaded when a suite runs, as the runner
+
+        make_executor(placement, device, {t.device for t in trials}, Console(), tracking_uri=uri)  # not started
         typer.echo(f"suite {spec.name}: {len(trials)} trials")
         for t in trials:
             params = " ".join(f"{k}={v}" for k, v in sorted(t.params.items()))
@@ -67,7 +108,7 @@ def run(
                        f"seed={t.seed:<3} {params}")
         return
     options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, retry_failed=retry_failed,
-                         tracking_uri=resolve_tracking_uri(tracking_uri, spec.tracking_uri))
+                         tracking_uri=uri)
     result = run_trials(trials, options, console=Console(), placement=placement)
     counts = result.counts
     parts = [f"{counts['finished']} trained", f"{counts['skipped']} already finished"]
@@ -193,7 +234,7 @@ def main() -> None:
     errors = _click_errors()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="bench")
     except BenchError as err:
         _fail(f"error: {err}", 2)
     except Interrupted as err:
@@ -204,7 +245,9 @@ def main() -> None:
     except errors.UsageError as err:  # a bad flag or value, in one line like every other user error
         command = err.ctx.command_path if err.ctx else "bench"
         _fail(f"error: {command}: {err.format_message()} (see `{command} --help`)", 2)
-    except typer.Abort:  # end of input at a prompt
+    except typer.Abort as err:  # end of input at a prompt; or a stop at once (SIGTERM's deadline) outside a trial
+        if isinstance(err.__cause__, KeyboardInterrupt):
+            _fail(INTERRUPTED, 130)
         _fail("aborted", 1)
     except BrokenPipeError:  # `bench ... | head -1`: the reader has gone; stop quietly, with typer's code for it
         _silence_stdout()

@@ -27,7 +27,8 @@ Executor = Annotated[str | None, typer.Option(help="local | parallel | ray [loca
 Address = Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://host:10001); default: a local "
                                                   "Ray instance")]
 Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads per trial: --set numerics.threads=T (part of "
-                                                         "a trial's numbers and key) [the suite's, 1]")]
+                                                         "a trial's numbers and key) [the suite's "
+                                                         "numerics.threads, 2]")]
 
 
 def with_threads(set_: list[str], threads: int | None) -> list[str]:
