@@ -155,7 +155,7 @@ def perf_suite(
     """Trials/hour of an 8-trial suite: sequential vs --parallel (vs --per-gpu on a GPU)."""
     from bench.perf import perf_suite as measure  # torch and the runner: only when the benchmark runs
 
-    measure(trials, steps, resolution, batch_size, width, parallel, per_gpu, device, say=typer.echo)
+    measure(trials, steps, resolution, batch_size, width, parallel, [per_gpu], device, say=typer.echo)
 
 
 def _mount_extensions() -> None:
