@@ -13,7 +13,7 @@ Each row is ok, FAIL (with why) or skipped (with why); nothing is faked. The row
     inception      images/s of the FID feature path, when the Inception weights are installed
     train (compile)  the compile and all paths come last: compiling every method takes the longest
 
-Rows are written to check.json and check.md after each section, so a run stopped by its time limit leaves what it
+Rows are written to check.json and check.md as they come, so a run stopped by its time limit leaves what it
 did; `budget_s` skips (with that reason) the rows a run has no time left for. Imports torch, pydantic, yaml and
 bench's training path and suite runner only, never MLflow, Optuna or clean-fid: a GPU box with torch alone (and the
 wheels of scripts/gpu-check.sh) runs it.
@@ -179,6 +179,7 @@ class Check:
         px = entry["px"] if entry["px"] is not None else "-"
         self.say(f"  {entry['section']:<13} {entry['method']:<14}{px:>4} {entry['path']:<14}{entry['status']:<8} "
                  f"{summary(entry)}")
+        self.write()  # after every row: a run stopped by a time limit leaves all it did
 
     def skip_if_late(self, section: str, method: str = "-", px: int | None = None, path: str = "-") -> bool:
         if self.out_of_time():
@@ -381,7 +382,6 @@ def run_check(device_name: str, quick: bool, out: Path, budget_s: float | None =
                 lambda c: train_section(c, [p for p in paths if p in SLOW_PATHS])]
     for section in sections:
         section(check)
-        check.write()
     counts = {s: sum(r["status"] == s for r in check.rows) for s in ("ok", "FAIL", "skipped")}
     say(f"bench check: {counts['ok']} ok, {counts['skipped']} skipped, {counts['FAIL']} FAILED; "
         f"{out / 'check.json'} and {out / 'check.md'}")

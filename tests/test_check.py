@@ -5,8 +5,10 @@ numerics path makes it exit 1 naming the method and path."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,3 +125,47 @@ def test_a_broken_numerics_path_fails_the_check_naming_method_and_path(tmp_path,
     assert {(r["method"], r["path"]) for r in rows if r["section"] == "train" and r["status"] == "ok"} == {
         ("dcgan", "fp32"), ("dcgan", "channels_last"), ("lsgan", "fp32"), ("lsgan", "portable"),
         ("lsgan", "channels_last")}
+
+
+REPO = Path(__file__).resolve().parents[1]
+GPU_PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "pillow", "pyyaml", "rich", "shellingham",
+                "annotated-doc")  # the GPU machine's, as its image lists them (it also has an older typer)
+
+
+@pytest.mark.slow
+def test_prepared_wheels_run_the_check_in_an_environment_of_the_gpu_machines_packages(tmp_path):
+    """`nox -s gpu-prepare` and scripts/gpu-check.sh, on the CPU: a virtual environment with only the GPU machine's
+    packages (at this project's versions, from uv's cache) lacks pydantic and typer; the prepared wheels, installed
+    by the script into a temporary site-packages, make `bench check --device cpu --quick` pass in it. The wheels
+    are fetched for this Python (the GPU machine's is 3.12: the nox session's default)."""
+    from importlib.metadata import version
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    venv, wheels, out = tmp_path / "gpu-env", tmp_path / "wheels", tmp_path / "out"
+    python = str(venv / "bin" / "python")
+
+    def run(*command, **kwargs):
+        done = subprocess.run([str(c) for c in command], capture_output=True, text=True, env={**env, **kwargs},
+                              timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
+    run("uv", "venv", "--quiet", "--seed", "--python", sys.executable, venv)  # --seed: pip, as the GPU machine has
+    run("uv", "pip", "install", "--quiet", "--python", python, *(f"{p}=={version(p)}" for p in GPU_PACKAGES))
+    missing = subprocess.run([python, "-c", "import pydantic"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert "No module named 'pydantic'" in missing.stderr
+    for module in ("typer", "mlflow", "optuna", "cleanfid"):
+        assert subprocess.run([python, "-c", f"import {module}"], capture_output=True, env=env).returncode == 1
+
+    python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    run(sys.executable, "-m", "nox", "-f", REPO / "noxfile.py", "-s", "gpu-prepare", "--", python_version, wheels)
+    assert sorted(w.name.split("-")[0] for w in wheels.glob("*.whl")) == [
+        "annotated_types", "pydantic", "pydantic_core", "typer", "typing_extensions", "typing_inspection"]
+
+    done = run("bash", REPO / "scripts" / "gpu-check.sh", "--device", "cpu", "--quick", PYTHON=python,
+               WHEELS=str(wheels), OUT=str(out))
+    assert "0 FAILED" in done.stdout
+    report = json.loads((out / "check.json").read_text())
+    assert report["counts"]["FAIL"] == 0 and report["counts"]["ok"] > 90
+    log = (out / "check.log").read_text()
+    assert "bench check: cpu" in log and (out / "check.md").is_file()
