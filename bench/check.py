@@ -160,7 +160,7 @@ def row(section: str, method: str = "-", px: int | None = None, path: str = "-",
 
 
 class Check:
-    """The rows of one `bench check`, printed as they come and written to `out` after each section."""
+    """The rows of one `bench check`, printed and written to `out` as they come."""
 
     def __init__(self, device: torch.device, plan: Plan, out: Path, budget_s: float | None,
                  say: Callable[[str], None]):

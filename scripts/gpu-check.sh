@@ -7,7 +7,7 @@
 #
 # The wheels go into a temporary site-packages in front of the machine's own; bench runs from this checkout.
 # The check stops within 8 minutes (`timeout 480`; its --budget skips what it has no time left for) and leaves
-# check.json, check.md and check.log in $OUT. Default options: --device cuda --budget 400.
+# check.json, check.md and check.log in $OUT. Default options: --device cuda --budget 360.
 # PYTHON (default python3) and WHEELS (default .whl) name another interpreter or wheel folder (the tests do).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ trap 'rm -rf "$SITE"' EXIT
     2>&1 | tee "$OUT/check.log" || exit 2
 export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # idle torch threads wait without spinning (shared CPUs)
-[ $# -gt 0 ] || set -- --device cuda --budget 400
+[ $# -gt 0 ] || set -- --device cuda --budget 360
 {
     echo "bench $(git rev-parse --short HEAD 2>/dev/null || echo '(no git)'), $("$PYTHON" --version 2>&1)"
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
