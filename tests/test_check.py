@@ -38,17 +38,21 @@ def test_dropout_under_cpu_draws_repeats_its_mask_and_scales_what_it_keeps():
     assert set(first.unique().tolist()) == {0.0, 2.0} and 400 < int((first == 0).sum()) < 600
 
 
-@pytest.mark.parametrize("method", ["pix2pix", "cyclegan", "acgan", "wgan-gp"])  # dropout, pools, labels, penalty
+@pytest.mark.parametrize("method", ["acgan", "wgan-gp", "pix2pix", "cyclegan"])  # labels, penalty, dropout, pools
 def test_under_cpu_draws_a_trial_does_not_depend_on_its_own_generator(method, monkeypatch):
     """What makes the GPU trial comparable with the CPU one: the GPU's generator (CUDA's Philox) draws other numbers
     than the CPU's, and under CpuDraws none of them is used. Here the trial's generator is seeded otherwise."""
-    plan = check.QUICK
-    usual = check.train_steps(method, 16, "portable", "cpu", plan, cpu_draws=True)
+    usual = check.train_steps(method, 16, "portable", "cpu", check.QUICK, cpu_draws=True)
     monkeypatch.setattr("bench.train.training_seed", lambda seed: seed + 7)
-    other_generator = check.train_steps(method, 16, "portable", "cpu", plan, cpu_draws=True)
-    without = check.train_steps(method, 16, "portable", "cpu", plan)
+    other_generator = check.train_steps(method, 16, "portable", "cpu", check.QUICK, cpu_draws=True)
     assert other_generator["losses"] == usual["losses"] and other_generator["weights"] == usual["weights"]
-    assert without["weights"] != usual["weights"]  # the generator does decide a trial's numbers otherwise
+
+
+def test_without_cpu_draws_the_trials_generator_decides_its_numbers(monkeypatch):
+    usual = check.train_steps("dcgan", 16, "portable", "cpu", check.QUICK)
+    monkeypatch.setattr("bench.train.training_seed", lambda seed: seed + 7)
+    other_generator = check.train_steps("dcgan", 16, "portable", "cpu", check.QUICK)
+    assert other_generator["losses"] != usual["losses"] and other_generator["weights"] != usual["weights"]
 
 
 def test_agreement_with_the_cpu_fails_past_the_tolerance_and_names_the_loss():
@@ -62,6 +66,13 @@ def test_agreement_with_the_cpu_fails_past_the_tolerance_and_names_the_loss():
     assert "loss_d: 1.02 here, 1 on the CPU" in apart["detail"]
     small = check.agreement_row("dcgan", 32, run(0.0005), run(0.0))  # near zero: relative to 0.1
     assert small["status"] == "ok" and small["max_rel_diff"] == pytest.approx(0.005)
+
+
+def test_check_refuses_an_unknown_device_in_one_line(tmp_path):
+    result = bench_cli("check", "--device", "gpu", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --device gpu: unknown device; allowed: auto, cpu, cuda, cuda:N, mps"
+    assert not (tmp_path / "check").exists()
 
 
 BLOCK_TRACKING = """
