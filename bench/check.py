@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -269,8 +270,9 @@ def agreement_row(method: str, px: int, here: dict, there: dict) -> dict:
     if error:
         return row("cpu", method, px, "fp32", "FAIL", f"did not train: {error}")
     worst, where = 0.0, ""
-    for name in here["losses"][0]:
-        a, b = (sum(s[name] for s in run["losses"]) / len(run["losses"]) for run in (here, there))
+    for name in sorted({name for step in here["losses"] for name in step}):
+        # the mean over the steps that log it (a lazy regulariser, StyleGAN's R1, is not computed at every step)
+        a, b = (statistics.mean(s[name] for s in run["losses"] if name in s) for run in (here, there))
         diff = abs(a - b) / max(abs(b), 0.1)
         if diff >= worst:
             worst, where = diff, f"{name}: {a:.6g} here, {b:.6g} on the CPU"

@@ -66,6 +66,11 @@ def test_agreement_with_the_cpu_fails_past_the_tolerance_and_names_the_loss():
     assert "loss_d: 1.02 here, 1 on the CPU" in apart["detail"]
     small = check.agreement_row("dcgan", 32, run(0.0005), run(0.0))  # near zero: relative to 0.1
     assert small["status"] == "ok" and small["max_rel_diff"] == pytest.approx(0.005)
+    lazy = {"losses": [{"loss_d": 1.0, "loss_r1": 0.2}, {"loss_d": 1.0}, {"loss_d": 1.0, "loss_r1": 0.4}]}
+    lazy_cpu = {"losses": [{"loss_d": 1.0, "loss_r1": 0.2}, {"loss_d": 1.0}, {"loss_d": 1.0, "loss_r1": 0.5}]}
+    r1 = check.agreement_row("stylegan", 32, lazy, lazy_cpu)  # R1 on steps 1 and 3 only: 0.3 against 0.35
+    assert r1["status"] == "FAIL" and r1["max_rel_diff"] == pytest.approx(0.05 / 0.35)
+    assert "loss_r1: 0.3 here, 0.35 on the CPU" in r1["detail"]
 
 
 def test_check_refuses_an_unknown_device_in_one_line(tmp_path):
