@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from bench import cli_options as opt
+from bench import devices
 from bench.data.cli import app as data_app
 from bench.errors import BenchError, Interrupted
 from bench.metrics.cache import default_cache_dir
@@ -196,7 +197,24 @@ def perf_suite(
     """Trials/hour of an 8-trial suite: sequential vs --parallel (vs --per-gpu on a GPU)."""
     from bench.perf import perf_suite as measure  # torch and the runner: only when the benchmark runs
 
-    measure(trials, steps, resolution, batch_size, width, parallel, per_gpu, device, say=typer.echo)
+    measure(trials, steps, resolution, batch_size, width, parallel, [per_gpu], device, say=typer.echo)
+
+
+@app.command()
+def check(
+    device: Annotated[str, typer.Option(help="cuda, cuda:N, cpu or auto")] = "auto",
+    quick: Annotated[bool, typer.Option("--quick", help="small nets, 2 steps, no Inception: a CPU in ~1 minute")
+                     ] = False,
+    out: Annotated[Path, typer.Option(help="folder for check.json and check.md")] = Path("check"),
+    budget: Annotated[float | None, typer.Option(help="seconds: rows not started by then are skipped, with that "
+                                                      "reason [no limit]")] = None,
+) -> None:
+    """Self-test of this machine: every method trains with every numerics path on the device, fp32 agrees with the
+    CPU, deterministic runs repeat, and throughput, trials/hour and peak memory. Exit 1 names each failure."""
+    from bench.check import run_check  # torch and the training path: only when the check runs
+
+    devices.check_name(device)
+    raise typer.Exit(run_check(device, quick, out, budget, say=typer.echo))
 
 
 def _mount_extensions() -> None:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import devices, numerics
-from bench.data import ImageSet
+from bench.data import ImageSet, PairSet
 from bench.errors import BenchError
 from bench.executors import Placement
 from bench.methods import METHODS, get_method
@@ -34,14 +34,24 @@ from bench.suite import Budget, DatasetSpec, EvalSpec, LogSpec, Numerics, Suite,
 from bench.train import Trainer
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def synthetic_data(n: int, channels: int, resolution: int) -> ImageSet:
+def synthetic_data(n: int, channels: int, resolution: int, method: str | None = None) -> ImageSet | PairSet:
+    """Seeded noise images; for `method`, data it trains on: two domains for a translation method, else labelled
+    with four classes."""
     gen = torch.Generator().manual_seed(0)
-    return ImageSet(torch.rand(n, channels, resolution, resolution, generator=gen) * 2 - 1)
+
+    def images() -> torch.Tensor:
+        return torch.rand(n, channels, resolution, resolution, generator=gen) * 2 - 1
+
+    if method is not None and METHODS[method].task == "translation":
+        return PairSet(images(), images(), paired=True)
+    if method is not None:  # labels for every generation method: whether one is conditional is its config's to say
+        return ImageSet(images(), torch.arange(n) % 4, [str(c) for c in range(4)])
+    return ImageSet(images())
 
 
 # the fast paths `bench perf train` compares; each is a Numerics option of a trial (it changes numerics). fp32 and
@@ -92,17 +102,29 @@ def bench_loop(method: str, data: ImageSet, batch_size: int, device, width: int,
                path: str = "fp32") -> float:
     """Steps/s of bench's loop on `path`; on the CPU a path of the other numerics mode than this process's runs in a
     worker process started in that mode (the kernels are chosen when torch loads)."""
-    mode, device = "portable" if PATHS[path]["portable"] else "native", torch.device(device)
-    if device.type == "cpu" and mode != numerics.process_mode():
-        return _worker(mode).submit(bench_loop, method, data, batch_size, str(device), width, warmup, steps,
-                                    path).result()
+    return in_path_process(path, device, _bench_loop, method, data, batch_size, str(device), width, warmup, steps,
+                           path)
+
+
+def _bench_loop(method: str, data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int,
+                path: str) -> float:
+    device = torch.device(device)
     trainer = Trainer(perf_trial(method, data.resolution, batch_size, width, device, path), data, device)
     trainer.run(stop_after=warmup)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     trainer.run(stop_after=warmup + steps)
-    _sync(device)
+    sync(device)
     return steps / (time.perf_counter() - start)
+
+
+def in_path_process(path: str, device, function: Callable, *args):
+    """`function(*args)` in this process, or, on the CPU for a path of the other numerics mode than this process's,
+    in a worker process started in that mode (the kernels are chosen when torch loads)."""
+    mode = "portable" if PATHS[path]["portable"] else "native"
+    if torch.device(device).type == "cpu" and mode != numerics.process_mode():
+        return _worker(mode).submit(function, *args).result()
+    return function(*args)
 
 
 _WORKERS: dict[str, ProcessPoolExecutor] = {}
@@ -240,11 +262,11 @@ def plain_loop(method: str, data: ImageSet, batch_size: int, device, width: int,
     step = PLAIN[method](data, batch_size, device, width)
     for _ in range(warmup):
         step()
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    sync(device)
     return steps / (time.perf_counter() - start)
 
 
@@ -278,7 +300,7 @@ def perf_train(methods: list[str], resolutions: list[int], paths: list[str] | No
     rows = []
     for method in methods:
         for resolution in resolutions:
-            data = synthetic_data(max(4 * batch_size, 512), 3, resolution)
+            data = synthetic_data(max(4 * batch_size, 512), 3, resolution, method)
             flops = step_flops(method, data, batch_size, device, width)
             runs: dict[str, list[float]] = {p: [] for p in paths}
             plain: list[float] = []
@@ -327,9 +349,10 @@ def _device_name(device: torch.device) -> str:
 
 
 def perf_suite(trials: int, steps: int, resolution: int, batch_size: int, width: int, parallel: int,
-               per_gpu: int, device_name: str, say: Callable[[str], None] = print) -> list[dict]:
+               per_gpu: list[int], device_name: str, say: Callable[[str], None] = print) -> list[dict]:
     """Trials/hour of one suite of DCGAN trials on the synthetic dataset: sequential (the local executor), then
-    `--parallel`, then (on a GPU) `--per-gpu`, each from an empty runs folder, without MLflow."""
+    `--parallel` (on a GPU: one trial per GPU, then K for each K of `per_gpu`), each from an empty runs folder,
+    without MLflow."""
     # the suite runner (and the records, evaluation and executors it brings) only for `perf suite`: `perf train`
     # stays torch-only
     from bench.runner import run_trials
@@ -345,9 +368,9 @@ def perf_suite(trials: int, steps: int, resolution: int, batch_size: int, width:
     if device.type == "cuda":
         gpus = torch.cuda.device_count()
         modes.append((f"--parallel {gpus}", Placement("parallel", gpus, 1)))
-        modes.append((f"--parallel {gpus * per_gpu} --per-gpu {per_gpu}",
-                      Placement("parallel", gpus * per_gpu, per_gpu)))
-    else:
+        modes += [(f"--parallel {gpus * k} --per-gpu {k}", Placement("parallel", gpus * k, k)) for k in per_gpu
+                  if k > 1]
+    elif parallel > 1:
         modes.append((f"--parallel {parallel}", Placement("parallel", parallel, 1)))
     say(f"bench perf suite: {trials} dcgan trials x {steps} steps, {resolution} px, batch {batch_size}, width "
         f"{width}, device {device}, {devices.cpu_cores()} CPU cores")

@@ -89,6 +89,16 @@ def test_new_methods_resume_bit_identically(tmp_path, method):
     assert losses(resumed.metrics) == losses(full.metrics)[3:]
 
 
+def test_mlp_discriminator_takes_channels_last_images_with_the_same_scores():
+    """numerics.channels_last hands every net channels_last batches; the MLP's flatten once refused them (found by
+    `bench check`)."""
+    from bench.nets.mlp import MLPDiscriminator
+
+    net = MLPDiscriminator(3, 8)
+    images = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(net(images.contiguous(memory_format=torch.channels_last)), net(images))
+
+
 def test_losses_move_over_training():
     tracker = RecordingTracker()
     Trainer(make_trial("dcgan", 16, steps=20), random_data(1, 16), CPU, tracker=tracker).run()

@@ -37,4 +37,4 @@ class MLPDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.view(x.shape[0], -1)).view(-1)
+        return self.net(x.reshape(x.shape[0], -1)).view(-1)  # reshape: a channels_last x is no view
