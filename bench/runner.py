@@ -17,10 +17,10 @@ from bench.interrupts import ctrl_c_stops_training
 from bench.preflight import check_runs_folder, check_trials
 from bench.progress import Console
 from bench.recorder import pending_folders, replay
-from bench.runs import Outcome, RunOptions, trial_dir, trial_lock
+from bench.runs import Outcome, RunOptions, trial_dir, trial_lock, trial_status
 from bench.suite import Trial
 from bench.tracking import open_store
-from bench.trial import record_lost_worker, run_trial
+from bench.trial import record_lost_worker, run_trial, skip
 
 
 @dataclass
@@ -122,7 +122,13 @@ def run_trials(trials: list[Trial], options: RunOptions, say: Callable[[str], No
             t = job.trial
             failed.append(f"{t.key} {t.label} {t.dataset.name} seed={t.seed}: {outcome.summary}")
 
-    jobs = [TrialJob(trial, options, f"[{i}/{len(trials)}]") for i, trial in enumerate(trials, 1)]
+    jobs = []
+    for i, trial in enumerate(trials, 1):  # what is done is told here, not sent to a worker (nor counted running)
+        job = TrialJob(trial, options, f"[{i}/{len(trials)}]")
+        if (skipped := skip(trial_status(trial, options.runs_root), options, job.name, say)) is not None:
+            tally(job, skipped)
+        else:
+            jobs.append(job)
     with ctrl_c_stops_training() as stop_requested, executor:
         stopped = executor.run(jobs, tally, stop_requested)
     console.done()

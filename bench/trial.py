@@ -48,7 +48,7 @@ def run_trial(trial: Trial, options: RunOptions, data: DataCache | None = None, 
     name = f"{prefix} {trial.key} {trial.label} {trial.dataset.name} seed={trial.seed}".strip()
     folder = trial_dir(trial, options.runs_root)
     status = trial_status(trial, options.runs_root)
-    if (skipped := _skip(status, options, name, say)) is not None:
+    if (skipped := skip(status, options, name, say)) is not None:
         return skipped
     with trial_lock(folder, (lambda: say(f"{name}: waiting for the other process that is training it"))
                     if wait else None) as acquired:
@@ -56,7 +56,7 @@ def run_trial(trial: Trial, options: RunOptions, data: DataCache | None = None, 
             say(f"{name}: being trained by another process; coming back to it at the end")
             return Outcome("busy")
         status = trial_status(trial, options.runs_root)  # it may have finished while we waited
-        if (skipped := _skip(status, options, name, say)) is not None:
+        if (skipped := skip(status, options, name, say)) is not None:
             return skipped
         clean_stale_temporaries(folder)
         device = devices.resolve(options.device or trial.device)
@@ -70,7 +70,8 @@ def run_trial(trial: Trial, options: RunOptions, data: DataCache | None = None, 
         return outcome
 
 
-def _skip(status: str, options: RunOptions, name: str, say: Callable[[str], None]) -> Outcome | None:
+def skip(status: str, options: RunOptions, name: str, say: Callable[[str], None]) -> Outcome | None:
+    """The outcome of a trial this run does not train (finished, pruned, failed without --retry-failed), or None."""
     if status == "finished":
         say(f"{name}: already finished, skipped")
         return Outcome("skipped", "already finished")

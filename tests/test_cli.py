@@ -79,6 +79,84 @@ def test_bench_alone_prints_the_help(monkeypatch, capsys):
     assert code == 0 and "run" in out and "report" in out and err == ""
 
 
+def test_version_names_the_package_and_commit_and_help_shows_flags_without_a_value(monkeypatch, capsys):
+    import subprocess
+    from pathlib import Path
+
+    code, out, err = bench_main(monkeypatch, capsys, "--version")
+    commit = subprocess.run(["git", "-C", str(Path(cli.__file__).parent), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    assert code == 0 and out.startswith("bench 0.1.0 (git ") and commit in out and err == ""
+    for command in (["run"], ["tune"], ["report"], ["sample"]):
+        code, out, err = bench_main(monkeypatch, capsys, *command, "--help")
+        assert code == 0 and out.startswith(f"Usage: bench {command[0]} ")
+        assert "<bool>" not in out  # a flag takes no value
+        flags = [line.split()[0] for line in out.splitlines() if line.strip().startswith("--")]
+        assert "--help" in flags
+    code, out, _ = bench_main(monkeypatch, capsys, "run", "--help")
+    assert "  --dry-run  " in out and "[env MLFLOW_TRACKING_URI, suite," in out  # brackets are text, not markup
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("digits-thick", "digits-thick (train): unpaired; domain A 719 images, shape (1, 64, 64); domain B 719 images"),
+    ("digits-edges", "digits-edges (train): paired (a[i] and b[i] are one example); domain A"),
+    ("digits", "digits (train): 1438 images, shape (1, 8, 8), classes: 0, 1, 2"),
+])
+def test_data_info_describes_every_shipped_dataset(monkeypatch, capsys, name, expected):
+    code, out, err = bench_main(monkeypatch, capsys, "data", "info", name)
+    assert code == 0 and out.startswith(expected) and err == "", out + err
+
+
+def test_a_truncated_dataset_file_is_named_with_the_fix(monkeypatch, capsys, tmp_path):
+    """A half-written download, gzipped or not: one line naming the file, exit 2, in `bench data info` and in
+    `bench run --dry-run`."""
+    import gzip
+    import shutil
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "MNIST" / "raw"
+    raw = tmp_path / "d" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for kind in ("images-idx3", "labels-idx1"):  # the test split, also as the train split
+        for split in ("t10k", "train"):
+            shutil.copy(shared / f"t10k-{kind}-ubyte.gz", raw / f"{split}-{kind}-ubyte.gz")
+    whole = (raw / "train-images-idx3-ubyte.gz").read_bytes()
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(whole[:len(whole) // 2])
+    code, out, err = bench_main(monkeypatch, capsys, "data", "info", "mnist", "--data-root", str(tmp_path / "d"))
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"error: dataset file {raw / 'train-images-idx3-ubyte.gz'} is damaged (Compressed file ended" in err
+    assert "run `bench data download mnist` on a machine with internet" in err
+    (raw / "train-images-idx3-ubyte.gz").unlink()
+    (raw / "train-images-idx3-ubyte").write_bytes(gzip.decompress(whole)[:5_000_000])  # not gzipped, cut short
+    (tmp_path / "s.yaml").write_text(GOOD.replace("[digits]", "[mnist]"))
+    code, out, err = bench_main(monkeypatch, capsys, "run", str(tmp_path / "s.yaml"), "--dry-run", "--data-root",
+                                str(tmp_path / "d"), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "is damaged (it holds 5,000,000 bytes of the 7,840,016 its header announces)" in err
+
+
+def test_executor_placements_that_cannot_work_are_one_line_in_seconds(monkeypatch, capsys, tmp_path):
+    """--per-gpu on the CPU is refused, not ignored; a Ray address where nothing answers is refused before Ray
+    retries it for minutes, by --dry-run too, and by bench tune."""
+    pytest.importorskip("ray")
+    (tmp_path / "s.yaml").write_text(GOOD)
+    monkeypatch.chdir(tmp_path)
+    for args, message in (
+            (["--per-gpu", "2"], "--per-gpu 2: the trials train on the CPU (device auto), where there is no GPU"),
+            (["--parallel", "2", "--per-gpu", "2", "--dry-run"], "--per-gpu 2: the trials train on the CPU"),
+            (["--executor", "ray", "--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers at "
+                                                                "127.0.0.1:1 (Connection refused)"),
+            (["--executor", "ray", "--address", "127.0.0.1:1", "--dry-run"], "no Ray cluster answers at"),
+            (["--address", "nowhere", "--tracking-uri", "http://127.0.0.1:9"],
+             "--address nowhere: give HOST:PORT of the cluster's head")):
+        code, out, err = bench_main(monkeypatch, capsys, "run", "s.yaml", "--runs-dir", "runs", *args)
+        assert code == 2 and err.count("\n") == 1 and message in err, (args, err)
+    code, out, err = bench_main(monkeypatch, capsys, "tune", "dcgan", "--trials", "1", "--storage", "s.journal",
+                                "--executor", "ray", "--address", "127.0.0.1:1", "--set", "budget.steps=2")
+    assert code == 2 and "no Ray cluster answers at 127.0.0.1:1" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_no_traceback_in_a_real_process(tmp_path):
     """The smoke test of `python -m bench` as a user starts it (~8 s on 2 cores: an interpreter importing torch)."""
     result = run_bench("run", "missing.yaml", cwd=tmp_path)

@@ -161,6 +161,32 @@ def test_workers_killed_before_their_trials_had_a_record_leave_a_failed_record_a
     assert "2 trials: 0 finished, 2 failed, 0 incomplete." in report_summary(tmp_path)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [[], ["--parallel", "2"]], ids=["local", "parallel"])
+def test_sigterm_stops_a_run_within_seconds_with_its_trials_recorded_interrupted(tmp_path, args):
+    suite = write_suite(tmp_path, seeds=2, steps=100000, checkpoint=10)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", suite.name, *args], cwd=tmp_path,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    training = 2 if args else 1
+    deadline = time.time() + 180
+    while len(list((tmp_path / "runs" / "ex").glob("*/checkpoint.pt"))) < training and time.time() < deadline:
+        time.sleep(0.2)
+    workers = _spawned_children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    sent = time.time()
+    out, err = proc.communicate(timeout=120)
+    took = time.time() - sent
+    assert proc.returncode == 130 and "Traceback" not in out + err, out + err
+    assert took < 60, f"{took:.0f} s after SIGTERM"  # a bound on a hang, not a speed figure (15 s deadline)
+    assert "terminated (SIGTERM): stopping after this step" in err
+    assert out.count("stopped and checkpointed at step") + err.count("stopped and checkpointed at step") == training
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)  # no worker outlives the run
+    assert run_records(tmp_path) == [("KILLED", "interrupted", "")] * training
+    again = run_bench("run", suite.name, "--dry-run", cwd=tmp_path)
+    assert again.stdout.count(" interrupted ") == training, again.stdout
+
+
 def test_executor_mistakes_are_one_line_exit_2(tmp_path):
     write_suite(tmp_path, seeds=1, steps=5)
     for args, expected in ((["--parallel", "0"], "--parallel 0 --per-gpu 1: give the number"),

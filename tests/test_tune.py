@@ -308,6 +308,12 @@ def test_two_workers_share_a_postgresql_study(tmp_path, cache, postgres):
     (["dcgan", "--trials", "2", "--executor", "ray", "--address", "10.1.2.3:6379", "--storage", "s.journal"],
      "workers on other machines cannot open the study storage 's.journal'"),
     (["dcgan", "--trials", "2", "--executor", "dask"], "--executor dask: unknown"),
+    (["dcgan", "--trials", "2", "--storage", "postgresql://u@127.0.0.1:1/x"],  # psycopg2's, not psycopg 3's
+     "--storage postgresql://u@127.0.0.1:1/x: cannot open it (connection refused)"),
+    (["dcgan", "--trials", "2", "--storage", "mysql://u@127.0.0.1:1/x"],
+     "--storage mysql://u@127.0.0.1:1/x: the database driver MySQLdb is not installed; bench ships PostgreSQL's"),
+    (["dcgan", "--trials", "2", "--storage", "/proc/o.journal"],
+     "--storage /proc/o.journal: cannot write a journal file there"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2_before_any_training(tmp_path, args, message):
     result = tune(tmp_path, tmp_path / "cache", *args)

@@ -124,15 +124,21 @@ class JobCounter:
     def __init__(self, console: Console, label: str, total: int, live: bool | None = None):
         self.console, self.label, self.total = console, label, total
         self.live = console.live if live is None else live
-        self.done, self.durations, self._said = 0, [], 0
+        self.done, self.failed, self.durations, self._said = 0, 0, [], 0
 
-    def ended(self, seconds: float) -> None:
-        self.done += 1
+    def ended(self, seconds: float, result: Any = None) -> None:
+        """A job ended; a result whose status is `failed` (a trial's Outcome) is counted as failed, not done."""
+        if getattr(result, "status", None) == "failed":
+            self.failed += 1
+        else:
+            self.done += 1
         self.durations.append(seconds)
 
     def show(self, running: list[float], queued: int, slots: int) -> None:
         """`running`: the start times (perf_counter) of the running jobs."""
-        text = f"{self.label}: {self.done}/{self.total} done, {len(running)} running, {queued} queued"
+        failed = f", {self.failed} failed" if self.failed else ""
+        text = (f"{self.label}: {self.done}/{self.total} done{failed}, {len(running)} running, {queued} "
+                "queued")
         if self.durations:
             mean = sum(self.durations) / len(self.durations)
             now = time.perf_counter()
@@ -140,6 +146,6 @@ class JobCounter:
             text += f", ETA {duration((queued * mean + ahead) / max(slots, 1))}"
         if self.live:
             self.console.status(text)
-        elif self.done != self._said:
-            self._said = self.done
+        elif self.done + self.failed != self._said:
+            self._said = self.done + self.failed
             self.console.say(text)

@@ -131,7 +131,7 @@ class ProcessExecutor:
                     if (follow := job.follow_up(value)) is not None:
                         follow_ups.append(follow)
                     else:
-                        counter.ended(took)
+                        counter.ended(took, value)
                         on_result(job, value)
                     dispatch(worker)
                 if status is not None:

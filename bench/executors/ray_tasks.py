@@ -45,7 +45,11 @@ def check_ray(address: str | None, timeout: float = 5.0) -> None:
     service) but speaks no gRPC is not a cluster."""
     import importlib.util
 
-    if importlib.util.find_spec("ray") is None:
+    try:
+        found = importlib.util.find_spec("ray") is not None
+    except ValueError:  # in sys.modules without a spec
+        found = False
+    if not found:
         import_ray()  # its one line: how to install it
     if address in (None, "auto", "local"):
         return
@@ -188,7 +192,7 @@ class RayExecutor:
                     if not stop_requested():
                         queue.append(follow)
                     continue
-                counter.ended(time.perf_counter() - started)
+                counter.ended(time.perf_counter() - started, value)
                 on_result(job, value)
                 if status is None:  # Ray queues what it has no slot for: the first `slots` are running
                     starts = [s for _, s in running.values()]

@@ -13,6 +13,7 @@ import typer
 from bench.data import DATASETS
 from bench.errors import BenchError, Interrupted
 from bench.executors import Placement, make_executor
+from bench.executors.ray_tasks import check_ray
 from bench.interrupts import ctrl_c_stops_training
 from bench.methods import METHODS, get_method
 from bench.progress import Console
@@ -117,6 +118,8 @@ def run_studies(base, studies, optuna_storage, shown, storage, device, data_root
     options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, tracking_uri=uri)
     if placement.executor != "local":
         check_shared_storage(storage, placement.parallel or 2, placement.executor, placement.address, uri)
+    if placement.executor == "ray":
+        check_ray(placement.address)  # in seconds, before the data and the store are prepared
     console = Console()
     # everything checkable before training: the default trial of each study, the runs folder, the tracking store
     defaults = [make_trial(base, s.method, s.dataset, s.seed) for s in studies]
