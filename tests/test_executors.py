@@ -187,6 +187,19 @@ def test_sigterm_stops_a_run_within_seconds_with_its_trials_recorded_interrupted
     assert again.stdout.count(" interrupted ") == training, again.stdout
 
 
+@pytest.mark.slow
+def test_without_ray_the_ray_executor_is_refused_by_dry_run_and_run_in_one_line(tmp_path):
+    """An environment without the Ray extra (a `ray` that cannot be imported first on the path)."""
+    write_suite(tmp_path, seeds=1, steps=5)
+    (tmp_path / "noray").mkdir()
+    (tmp_path / "noray" / "ray.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "noray"), os.environ.get("PYTHONPATH", "")])}
+    for extra in (["--dry-run"], []):
+        result = run_bench("run", "ex.yaml", "--executor", "ray", *extra, cwd=tmp_path, env=env)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "--executor ray needs Ray, an optional extra: run `uv sync --extra ray`" in result.stderr
+
+
 def test_executor_mistakes_are_one_line_exit_2(tmp_path):
     write_suite(tmp_path, seeds=1, steps=5)
     for args, expected in ((["--parallel", "0"], "--parallel 0 --per-gpu 1: give the number"),
