@@ -241,7 +241,7 @@ def test_parallel_workers_share_a_journal_file_study_and_a_dead_one_is_replaced(
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0 and "Traceback" not in out + err, out + err
     assert "parallel: 2 tune workers on this machine" in out
-    assert f"{victim.user_attrs['bench_job']}: its worker process died (signal 9)" in out
+    assert f"{victim.user_attrs['bench_job']}: its worker process died (signal 9, SIGKILL)" in out
     assert f"trial #{victim.number} lost its worker: queued again" in out and "resuming on cpu" in out
     check_shared_study(tmp_path, storage, [subprocess.CompletedProcess(command, 0, out, err)], trials=3)
     trials = study_of(storage, "shared").get_trials()
