@@ -399,6 +399,8 @@ def test_ctrl_c_stops_parallel_workers_checkpointed_and_the_same_command_resumes
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130 and "Traceback" not in out + err, (out, err)
     assert err.strip().splitlines()[-1].startswith("interrupted:") and "the same command resumes" in err
+    stopped = [line for line in out.splitlines() if "stopped and checkpointed at step" in line]
+    assert len(stopped) == 2, out  # which trial stopped where, for each worker
     again = run_bench(*command[3:], cwd=tmp_path, env={"BENCH_CACHE": str(cache)})
     assert again.returncode == 0 and "Traceback" not in again.stdout + again.stderr, again.stdout + again.stderr
     assert "resuming on cpu" in again.stdout
