@@ -14,6 +14,9 @@ import pytest
 # instead of 22). Passive waiting changes no number (same threads, same partition of the work), only the waiting;
 # set before torch loads here and in every subprocess a test starts. A value already set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Ray reads this when it is imported, by any test: its `uv run` hook would start workers in an environment without
+# Ray (bench.executors.ray_tasks.import_ray sets it too, for bench's own imports)
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 # Where the environment forbids writing bytecode beside the sources (PYTHONDONTWRITEBYTECODE, as on the 2-core dev
 # machine), every `python -m bench` a test starts compiled torch, MLflow and bench from source again: ~17 s of a
