@@ -68,9 +68,6 @@ def pin_process() -> None:
     _TORCH_BEFORE_PIN = "torch" in sys.modules  # then its libraries may have read their settings already
     for name, value in CUDA_ENV.items():
         os.environ.setdefault(name, value)
-    # idle OpenMP threads sleep instead of spinning: bench runs trials side by side (--parallel, tune workers), and
-    # spinning threads on shared cores made each step up to 10x slower (measured). Speed only, never the bits.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if process_mode() != "portable" or (_x86() and not {"avx2", "fma"} <= set(_cpu_info()[1].split())):
         return
     os.environ.update(PORTABLE_ENV)  # a user's own ATEN_CPU_CAPABILITY would make the bits the machine's
