@@ -111,15 +111,19 @@ def test_a_truncated_dataset_file_is_named_with_the_fix(monkeypatch, capsys, tmp
     """A half-written download, gzipped or not: one line naming the file, exit 2, in `bench data info` and in
     `bench run --dry-run`."""
     import gzip
-    import shutil
-    from pathlib import Path
 
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "MNIST" / "raw"
+    import numpy as np
+
+    def idx(array: np.ndarray) -> bytes:  # torchvision's raw layout: 0, 0, 8 (bytes), ndim, the sizes, the data
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+        return header + array.astype(np.uint8).tobytes()
+
+    rng = np.random.default_rng(0)
     raw = tmp_path / "d" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for kind in ("images-idx3", "labels-idx1"):  # the test split, also as the train split
-        for split in ("t10k", "train"):
-            shutil.copy(shared / f"t10k-{kind}-ubyte.gz", raw / f"{split}-{kind}-ubyte.gz")
+    for split in ("t10k", "train"):
+        (raw / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx(rng.integers(0, 256, (10000, 28, 28)))))
+        (raw / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx(rng.integers(0, 10, 10000))))
     whole = (raw / "train-images-idx3-ubyte.gz").read_bytes()
     (raw / "train-images-idx3-ubyte.gz").write_bytes(whole[:len(whole) // 2])
     code, out, err = bench_main(monkeypatch, capsys, "data", "info", "mnist", "--data-root", str(tmp_path / "d"))
