@@ -221,6 +221,16 @@ def differences(recorded: dict[str, str], here: dict[str, str]) -> list[str]:
             if recorded.get(n) != here.get(n)]
 
 
+def sqrt(x):
+    """The square root on every CPU's bits: `1 / rsqrt(x)`, ATen's exact IEEE 1/sqrt and an exact division, instead
+    of `Tensor.sqrt`, which ATen sends to MKL's vector math, whose result depends on the CPU even under
+    MKL_CBWR=COMPATIBLE (AVX-512 machines round it otherwise than AVX2 ones, Intel otherwise than AMD; measured by
+    `bench check --numerics`). Within one unit in the last place of the correctly rounded root; differentiable."""
+    import torch  # the kernels are torch's
+
+    return torch.reciprocal(torch.rsqrt(x))
+
+
 @contextmanager
 def feature_kernels() -> Iterator[None]:
     """Inception's forward pass with oneDNN and NNPACK on, portable trials included: it is 2.9x faster at 1 thread

@@ -25,7 +25,7 @@ from bench import devices, numerics
 from bench.data import ImageSet, PairSet
 from bench.errors import BenchError
 from bench.executors import Placement
-from bench.methods import METHODS, get_method
+from bench.methods import METHODS, get_method, optim
 from bench.nets.conv import ConvDiscriminator, ConvGenerator, init_dcgan_weights
 from bench.progress import Console
 from bench.runs import RunOptions
@@ -193,8 +193,8 @@ def _plain_setup(data: ImageSet, device, width: int, norm: str, lr: float, betas
     netD = ConvDiscriminator(data.channels, data.resolution, width, norm=norm).to(device)
     init_dcgan_weights(netG)
     init_dcgan_weights(netD)
-    optD = torch.optim.Adam(netD.parameters(), lr=lr, betas=betas)
-    optG = torch.optim.Adam(netG.parameters(), lr=lr, betas=betas)
+    optD = optim.adam(netD.parameters(), lr=lr, betas=betas)
+    optG = optim.adam(netG.parameters(), lr=lr, betas=betas)
     images = data.images.to(device)
     n = images.shape[0]
     state = {"perm": torch.randperm(n, device=device), "pos": 0}

@@ -26,7 +26,7 @@ from bench import numerics
 from bench.batches import BatchSource, PairBatches, data_shape, fixed_latents, fixed_pairs
 from bench.data import ImageSet, PairSet
 from bench.errors import BenchError
-from bench.methods import Method, StepContext, get_method
+from bench.methods import Method, StepContext, get_method, optim
 from bench.streams import generator, seed_globals, training_seed
 from bench.suite import Trial
 
@@ -176,7 +176,10 @@ class Trainer:
         m = self.method
         for group, parts in (("networks", m.nets), ("optimizers", m.optimizers), ("schedulers", m.schedulers)):
             for name, part in parts.items():
-                part.load_state_dict(state[group][name])
+                if group == "optimizers":
+                    optim.load_state(part, state[group][name])  # with bench's kernel, whatever the file says
+                else:
+                    part.load_state_dict(state[group][name])
         m.load_extra_state(state["method_state"])
         self.rng.set_state(state["rng"].cpu() if hasattr(state["rng"], "cpu") else state["rng"])
         ckpt_io.restore_global_rng(state["global_rng"])

@@ -61,8 +61,10 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, method):
 
 
 def test_a_checkpoint_written_before_named_networks_still_resumes_bit_identically(tmp_path):
-    """tests/fixtures/legacy_dcgan_checkpoint.pt was written by the code before the method interface changed (its
-    generator/discriminator/opt_g/opt_d layout), at step 5 of this very trial."""
+    """tests/fixtures/legacy_dcgan_checkpoint.pt is in the layout of the code before the method interface changed
+    (generator/discriminator/opt_g/opt_d, unnumbered), at step 5 of this very trial. Rewritten when bench's Adam
+    became the fused one (the old file's numbers were the old optimiser's): today's step-5 checkpoint in the old
+    layout, its optimizer groups saying `fused: None` as the old code saved them, which resume must not obey."""
     import shutil
 
     full, uninterrupted = losses_of("dcgan", 12)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from pydantic import Field, create_model
 from torch import nn
 
+import bench.methods.optim as optim
 from bench.methods.base import Hyper, Latents, Method, StepContext, added
 from bench.methods.objectives import OBJECTIVES, Objective, ObjectiveName
 from bench.methods.penalties import gradient_penalty
@@ -110,7 +111,7 @@ class AdversarialMethod(Method):
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         hp = self.hp
-        return {name: torch.optim.Adam(self.nets[name].parameters(), lr=lr, betas=(hp.beta1, hp.beta2))
+        return {name: optim.adam(self.nets[name].parameters(), lr=lr, betas=(hp.beta1, hp.beta2))
                 for name, lr in (("generator", hp.lr_g), ("discriminator", hp.lr_d))}
 
     # latents and forward passes ----------------------------------------------------------------------------

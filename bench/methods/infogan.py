@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+import bench.methods.optim as optim
 from bench.methods.base import Hyper, Latents, Method, StepContext, register_method
 from bench.methods.objectives import OBJECTIVES
 from bench.nets.conv import ConvGenerator, HeadedDiscriminator, init_dcgan_weights, split_resolution
@@ -71,7 +72,7 @@ class InfoGAN(Method):
 
     def make_optimizers(self):
         hp = self.hp
-        return {name: torch.optim.Adam(self.nets[name].parameters(), lr=lr, betas=(hp.beta1, hp.beta2))
+        return {name: optim.adam(self.nets[name].parameters(), lr=lr, betas=(hp.beta1, hp.beta2))
                 for name, lr in (("generator", hp.lr_g), ("discriminator", hp.lr_d))}
 
     # latents -----------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
+import bench.methods.optim as optim
 from bench.methods.base import Hyper, Latents, Method, StepContext, register_method
 from bench.methods.ema import ema_beta, ema_copy, ema_update
 from bench.methods.objectives import SoftplusNonSaturating
@@ -69,9 +70,9 @@ class StyleGAN(Method):
 
     def make_optimizers(self):
         hp = self.hp
-        return {"generator": torch.optim.Adam(self.nets["generator"].parameters(), lr=hp.lr_g,
+        return {"generator": optim.adam(self.nets["generator"].parameters(), lr=hp.lr_g,
                                               betas=(hp.beta1, hp.beta2)),
-                "discriminator": torch.optim.Adam(self.nets["discriminator"].parameters(), lr=hp.lr_d,
+                "discriminator": optim.adam(self.nets["discriminator"].parameters(), lr=hp.lr_d,
                                                   betas=(hp.beta1, hp.beta2))}
 
     # latents ---------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
+import bench.methods.optim as optim
 from bench.errors import BenchError
 from bench.methods.base import Hyper, Method, added
 
@@ -52,7 +53,7 @@ class TranslationMethod(Method):
 
     def make_optimizers(self):
         hp = self.hp
-        return {name: torch.optim.Adam([p for n in nets for p in self.nets[n].parameters()], lr=lr,
+        return {name: optim.adam([p for n in nets for p in self.nets[n].parameters()], lr=lr,
                                        betas=(hp.beta1, hp.beta2))
                 for name, nets, lr in self.optimized()}
 

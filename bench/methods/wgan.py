@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import Field
 
+import bench.methods.optim as optim
 from bench.methods.adversarial import AdversarialMethod, ConditionalHyper
 from bench.methods.base import added, register_method
 from bench.methods.objectives import ObjectiveName
@@ -37,8 +37,8 @@ class WGAN(AdversarialMethod):
         return self.hp.critic_norm
 
     def make_optimizers(self):
-        return {"generator": torch.optim.RMSprop(self.nets["generator"].parameters(), lr=self.hp.lr_g),
-                "discriminator": torch.optim.RMSprop(self.nets["discriminator"].parameters(), lr=self.hp.lr_d)}
+        return {"generator": optim.RMSprop(self.nets["generator"].parameters(), lr=self.hp.lr_g),
+                "discriminator": optim.RMSprop(self.nets["discriminator"].parameters(), lr=self.hp.lr_d)}
 
     def after_discriminator_step(self):
         clip_weights(self.nets["discriminator"], self.hp.clip_value)

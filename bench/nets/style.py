@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench import numerics
 from bench.nets.conv import split_resolution
 
 
@@ -171,7 +172,7 @@ class StyleDiscriminator(nn.Module):
         if n % group:
             group = 1 if n % 2 else 2
         y = x.view(group, -1, c, h, w)
-        y = (y - y.mean(dim=0)).pow(2).mean(dim=0).add(1e-8).sqrt()
+        y = numerics.sqrt((y - y.mean(dim=0)).pow(2).mean(dim=0).add(1e-8))  # not Tensor.sqrt: MKL's, per CPU
         y = y.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1).repeat(group, 1, h, w)
         return torch.cat([x, y], dim=1)
 
