@@ -391,3 +391,43 @@ def run_check(device_name: str, quick: bool, out: Path, budget_s: float | None =
         if r["status"] == "FAIL":
             say(f"FAILED: {r['section']} {r['method']} {r['px'] or '-'} px, path {r['path']}: {r['detail']}")
     return 1 if counts["FAIL"] else 0
+
+
+def run_numerics(out: Path, against: list[Path], say: Callable[[str], None] = print) -> int:
+    """`bench check --numerics`: probe this machine's bits (bench/probe.py), write out/numerics.json, and hold it
+    against the committed references and `against`; 0 when every shared entry is identical, else 1."""
+    from bench import probe  # the dispatch recorder: only for this row
+
+    say(f"bench check --numerics: {probe.machine()['cpu']} ({probe.machine()['isa']}), torch {torch.__version__}")
+    here = probe.run_probe(say=say)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "numerics.json").write_text(json.dumps(here, indent=1, sort_keys=True) + "\n")
+    others = probe.references()
+    for path in against:
+        try:
+            others[str(path)] = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise BenchError(f"--against {path}: not a probe written by bench check --numerics ({err})") from None
+    failed = 0
+    for name, other in others.items():
+        compared, differ = probe.compare(here, other)
+        cpu, made_with = other.get("machine", {}).get("cpu", "?"), other.get("machine", {}).get("torch")
+        if made_with != torch.__version__:
+            say(f"  not compared with {name} ({cpu}): made with torch {made_with}, this is {torch.__version__} "
+                "(another build computes other bits)")
+            continue
+        if not compared:
+            say(f"  not compared with {name} ({cpu}): no entry in common")
+            continue
+        if not differ:
+            say(f"  identical to {name} ({cpu}): {compared} entries")
+            continue
+        failed += 1
+        say(f"  DIFFERS from {name} ({cpu}): {len(differ)} of {compared} entries")
+        for key in differ[:12]:
+            say(f"    {probe.who_calls(here, key)}")
+        if len(differ) > 12:
+            say(f"    ... and {len(differ) - 12} more (all in {out / 'numerics.json'})")
+    say(f"bench check --numerics: {len(here['fixed'])} fixed, {len(here['recorded'])} recorded ops and "
+        f"{len(here['trained'])} trainings; {out / 'numerics.json'}")
+    return 1 if failed else 0

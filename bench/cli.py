@@ -208,11 +208,17 @@ def check(
     out: Annotated[Path, typer.Option(help="folder for check.json and check.md")] = Path("check"),
     budget: Annotated[float | None, typer.Option(help="seconds: rows not started by then are skipped, with that "
                                                       "reason [no limit]")] = None,
+    numerics: Annotated[bool, typer.Option("--numerics", help="instead: hash every op bench's training calls on "
+                                           "this CPU and diff it against the committed machines' (~40 s)")] = False,
+    against: Annotated[list[Path] | None, typer.Option(help="with --numerics: another machine's numerics.json too")
+                       ] = None,
 ) -> None:
     """Self-test of this machine: every method trains with every numerics path on the device, fp32 agrees with the
     CPU, deterministic runs repeat, and throughput, trials/hour and peak memory. Exit 1 names each failure."""
-    from bench.check import run_check  # torch and the training path: only when the check runs
+    from bench.check import run_check, run_numerics  # torch and the training path: only when the check runs
 
+    if numerics:
+        raise typer.Exit(run_numerics(out, against or [], say=typer.echo))
     devices.check_name(device)
     raise typer.Exit(run_check(device, quick, out, budget, say=typer.echo))
 
