@@ -136,17 +136,28 @@ def reproduce(
                                                    "then the metrics too]")] = None,
     tolerance: Annotated[float, typer.Option(help="relative tolerance [0: bit-identical; CUDA promises no more "
                                                   "than the same GPU model]")] = 0.0,
+    seeds: Annotated[bool, typer.Option("--seeds", help="re-train every seed of a report's cells to the end and "
+                                                        "check its conclusions (each cell's mean inside its "
+                                                        "interval, the best row, the significance calls), where "
+                                                        "the bits cannot be the same")] = False,
     tracking_uri: opt.TrackingUri = None,
     device: opt.Device = None,
     data_root: opt.DataRoot = None,
 ) -> None:
     """Re-train recorded trials from their recorded config and compare every logged loss (and the final metrics)
-    with the record: `identical`, or the first step where they part and which numerics differ. Writes nothing into
-    the store or a runs folder."""
+    with the record: `identical`, or the first step where they part and which numerics differ. With --seeds, say
+    whether a report's conclusions hold. Writes nothing into the store or a runs folder."""
+    opt.check_device(device)
+    if seeds:
+        if steps is not None or tolerance:
+            raise BenchError("--seeds trains every trial to the end and compares the report's statistics, not its "
+                             "bits: drop --steps and --tolerance")
+        from bench.conclusions import check_seeds  # the trainer and the report's statistics load only here
+
+        raise typer.Exit(check_seeds(target, only, device, data_root, say=typer.echo))
     # the trainer and the records load when trials are re-trained, not for every `bench` command
     from bench.reproduce import reproduce as run
 
-    opt.check_device(device)
     raise typer.Exit(run(target, only, steps, tolerance, tracking_uri, device, data_root, say=typer.echo))
 
 

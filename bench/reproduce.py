@@ -150,7 +150,8 @@ class _Losses:
 
 
 def retrain(record: Record, steps: int | None, device_name: str | None, data_root: Path | None,
-            console: Console) -> tuple[dict[int, dict[str, float]], dict[str, float] | None, torch.device]:
+            console: Console, position: str = "") -> tuple[dict[int, dict[str, float]], dict[str, float] | None,
+                                                             torch.device]:
     """(losses as logged, summary metrics when trained to the end (else None), device) of the record's trial."""
     trial = record.trial
     device = devices.resolve(device_name or ("cuda" if record.device.startswith("cuda") else "cpu"))
@@ -164,7 +165,7 @@ def retrain(record: Record, steps: int | None, device_name: str | None, data_roo
         trainer = Trainer(trial, data.get(trial), device, Path(tmp) / trial.key, tracker=losses, evaluate=evaluate,
                           grid_data=held_out)
         end = trainer.total if steps is None else min(steps, trainer.total)
-        bar = StepProgress(console, f"{trial.key} {trial.label}", end)
+        bar = StepProgress(console, f"{position}{trial.key} {trial.label} s{trial.seed}", end)
         result = trainer.run(stop_after=end, progress=lambda step, total, means, rate: bar.update(step))
         console.done()
     finished = result.steps == trainer.total
@@ -215,19 +216,25 @@ def reproduce(target: str, only: list[str], steps: int | None, tolerance: float,
     console = Console()
     differing = 0
     for record in records:
-        t = record.trial
-        name = f"{t.key} {t.label} {t.dataset.name} seed={t.seed}"
         here_losses, here_metrics, used = retrain(record, steps, device, data_root, console)
-        trained = max(here_losses, default=0)
-        verdict = compare(record, here_losses, here_metrics, tolerance)
-        if verdict is None:
-            checked = f"{trained} steps" + (_metrics_checked(record, here_metrics) if here_metrics else "")
-            say(f"{name}: identical ({checked})" + (f" within {tolerance:g}" if tolerance else ""))
-            continue
-        differing += 1
-        with numerics.trial_numerics(t.numerics.portable, t.numerics.threads, t.numerics.deterministic, used):
-            changed = numerics.differences(record.fingerprint, numerics.fingerprint(used))
-        why = (f"; numerics differ in: {', '.join(changed)}" if changed else
-               "; the numerics fingerprints agree" if record.fingerprint else "; the record has no fingerprint")
-        say(f"{name}: {verdict}{why}")
+        same, line = verdict(record, here_losses, here_metrics, used, tolerance)
+        differing += not same
+        say(line)
     return 1 if differing else 0
+
+
+def verdict(record: Record, here_losses: dict[int, dict[str, float]], here_metrics: dict[str, float] | None,
+            used: torch.device, tolerance: float) -> tuple[bool, str]:
+    """(identical?, the trial's one line): `identical (N steps, ...)`, or where it parts and which numerics differ."""
+    t = record.trial
+    name = f"{t.key} {t.label} {t.dataset.name} seed={t.seed}"
+    trained = max(here_losses, default=0)
+    parted = compare(record, here_losses, here_metrics, tolerance)
+    if parted is None:
+        checked = f"{trained} steps" + (_metrics_checked(record, here_metrics) if here_metrics else "")
+        return True, f"{name}: identical ({checked})" + (f" within {tolerance:g}" if tolerance else "")
+    with numerics.trial_numerics(t.numerics.portable, t.numerics.threads, t.numerics.deterministic, used):
+        changed = numerics.differences(record.fingerprint, numerics.fingerprint(used))
+    why = (f"; numerics differ in: {', '.join(changed)}" if changed else
+           "; the numerics fingerprints agree" if record.fingerprint else "; the record has no fingerprint")
+    return False, f"{name}: {parted}{why}"

@@ -67,6 +67,11 @@ def test_bad_input_is_one_line_and_exit_code_2(monkeypatch, capsys, tmp_path, bo
     (["run"], "error: bench run: Missing argument 'suite'. (see `bench run --help`)"),
     (["frob"], "error: bench: No such command 'frob'."),
     (["run", "s.yaml", "--colour", "red"], "error: bench run: No such option: --colour"),
+    (["reproduce", "reports/quickstart", "--seeds", "--steps", "5"],
+     "error: --seeds trains every trial to the end and compares the report's statistics, not its bits: drop "
+     "--steps and --tolerance"),
+    (["reproduce", "3f2a9c1e", "--seeds"], "error: 3f2a9c1e: --seeds re-trains the cells of a report; give a "
+                                           "report folder (reports/quickstart)"),
 ])
 def test_bad_flags_and_values_are_one_line_and_exit_code_2(monkeypatch, capsys, args, message):
     code, out, err = bench_main(monkeypatch, capsys, *args)

@@ -130,3 +130,72 @@ def test_every_record_carries_its_fingerprint_the_report_flags_a_mix_and_reprodu
     assert lines["0"].endswith("; the numerics fingerprints agree")
     assert lines["1"].endswith("; numerics differ in: kernel_isa AVX512 (recorded) vs AVX2 (here)"), lines["1"]
     assert "Traceback" not in planted.stderr
+
+
+SEEDS_SUITE = """
+name: seeds
+methods: [{dcgan: {width: 8}}, {lsgan: {width: 8}}]
+datasets: [digits]
+seeds: 2
+resolution: 16
+batch_size: 32
+budget: {steps: 20}
+eval: {n_fake: 32, n_real: 64, metrics: [fid]}
+log: {every: 10, samples_every: 1000, checkpoint_every: 10}
+device: cpu
+"""
+
+
+def rewrite_csv(path, change) -> None:
+    rows = list(csv.DictReader(open(path)))
+    for row in rows:
+        change(row)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.mark.slow
+def test_reproduce_seeds_says_whether_a_reports_conclusions_hold_and_fails_on_a_swapped_best_method(tmp_path):
+    pytest.importorskip("mlflow")
+    env = {"BENCH_CACHE": str(tmp_path / "cache")}
+    (tmp_path / "s.yaml").write_text(SEEDS_SUITE)
+    assert bench_cli("run", "s.yaml", cwd=tmp_path, env=env).returncode == 0
+    assert bench_cli("report", "--suite", "seeds", "--out", "rep", cwd=tmp_path, env=env).returncode == 0
+    final = {r["row"]: r for r in csv.DictReader(open(tmp_path / "rep" / "tables" / "fid_final.csv"))}
+    best = next(row for row, r in final.items() if r["best"] == "True")
+    other = next(row for row in final if row != best)
+
+    # one logged loss of one trial altered (as another machine's bits would): that trial is no longer identical,
+    # but its FID, and so every cell, the best row and the test, are as recorded: exit 0
+    rewrite_csv(tmp_path / "rep" / "tables" / "curves.csv", lambda r: r.update(
+        loss_g=f"{float(r['loss_g']) * 1.01:.10g}") if (r["label"], r["seed"], r["step"]) == ("dcgan", "1", "10")
+        else None)
+    held = bench_cli("reproduce", "rep", "--seeds", cwd=tmp_path, env=env)
+    assert held.returncode == 0, held.stdout + held.stderr
+    lines = held.stdout.strip().splitlines()
+    trials = verdicts(held.stdout)
+    assert sum(": identical (20 steps, final metrics identical)" in line for line in trials) == 3, held.stdout
+    assert sum("dcgan digits seed=1: differs from step 10: loss_g" in line for line in trials) == 1, held.stdout
+    for row in final:
+        assert any(line.startswith(f"cell {row} digits fid_final: mean ") and " inside the recorded [" in line
+                   for line in lines), held.stdout
+    assert f"best on digits: {best}, as recorded" in lines
+    assert "significance on digits: the same 1 calls (0 significant, mannwhitney, Holm-corrected p < 0.05)" in lines
+    assert lines[-1] == "the report's conclusions hold here (3 of 4 trials bit-identical)"
+
+    # the recorded table with the best method swapped: the best row differs, and so does the other's interval
+    def swap(row):
+        mine, theirs = final[row["row"]], final[other if row["row"] == best else best]
+        row.update({k: theirs[k] for k in ("mean", "ci_low", "ci_high", "best", "values")})
+        assert mine is not theirs
+
+    rewrite_csv(tmp_path / "rep" / "tables" / "fid_final.csv", swap)
+    refused = bench_cli("reproduce", "rep", "--seeds", cwd=tmp_path, env=env)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    out = refused.stdout.strip().splitlines()
+    assert f"best on digits: {best} here, {other} recorded" in out, refused.stdout
+    assert out[-1].startswith("the report's conclusions do NOT hold here (3 of 4 trials bit-identical): ")
+    assert f"best on digits is {best}, {other} recorded" in out[-1]
+    assert "Traceback" not in refused.stdout + refused.stderr
