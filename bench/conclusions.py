@@ -22,7 +22,7 @@ from bench.errors import BenchError
 from bench.methods import get_method
 from bench.progress import Console
 from bench.report import tables
-from bench.reproduce import from_report, retrain, verdict
+from bench.reproduce import from_report, read_table, retrain, verdict
 from bench.suite import select
 from bench.train import TrialDiverged
 
@@ -32,7 +32,7 @@ HEADLINE = "fid_final"  # the metric of the best row and of the significance tes
 
 def _read(folder: Path, name: str) -> pd.DataFrame | None:
     path = folder / "tables" / f"{name}.csv"
-    return pd.read_csv(path) if path.is_file() else None
+    return read_table(path) if path.is_file() else None
 
 
 def _shown(value: float) -> str:
@@ -62,7 +62,7 @@ def check_seeds(target: str, only: list[str], device: str | None, data_root: Pat
         raise BenchError(f"{folder}: no tables/{HEADLINE}.csv (not a report folder, or one without FID); run "
                          "`bench report` with csv in --format")
     records = from_report(folder)  # refuses a folder without trials.csv and curves.csv, or without configs
-    trials_csv = pd.read_csv(folder / "tables" / "trials.csv", dtype={"trial_key": str})
+    trials_csv = read_table(folder / "tables" / "trials.csv", dtype={"trial_key": str})
     study = trials_csv[trials_csv["study"].isna() & (trials_csv["outcome"] == "finished")]
     rows = dict(zip(study["trial_key"], study["row"], strict=True))
     records = [r for r in records if r.trial.key in rows and get_method(r.trial.method).task != "translation"]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from pydantic import ValidationError
 
 from bench import devices, numerics
 from bench.batches import DataCache
@@ -27,7 +28,7 @@ from bench.methods import get_method
 from bench.progress import Console, StepProgress
 from bench.runs import RunOptions
 from bench.suite import Trial, select
-from bench.tracking import DEFAULT_TRACKING_URI, import_mlflow
+from bench.tracking import DEFAULT_TRACKING_URI, import_mlflow, reading
 from bench.train import Trainer
 
 CSV_DIGITS = "%.10g"  # the report's CSV precision (bench/report/render.py)
@@ -63,34 +64,70 @@ def _shown(value: float) -> str:
 
 # records --------------------------------------------------------------------------------------------------------
 
+def read_table(path: Path, **kwargs) -> pd.DataFrame:
+    """A report's CSV table, or one line naming the file and what is wrong with it (cut short, not CSV)."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BenchError(f"{path}: not a readable report table ({reason}); regenerate the report with `bench "
+                         "report`, or restore the file from version control") from None
+
+
+def _needs(table: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise BenchError(f"{path}: no column {', '.join(missing)}; regenerate the report with `bench report`")
+
+
 def from_report(folder: Path) -> list[Record]:
     trials_csv, curves_csv = folder / "tables" / "trials.csv", folder / "tables" / "curves.csv"
     if not trials_csv.is_file() or not curves_csv.is_file():
         raise BenchError(f"{folder}: not a report folder (it has no tables/trials.csv and tables/curves.csv); give "
                          "a report folder, a trial key or an MLflow run id")
-    header = pd.read_csv(trials_csv, nrows=0).columns
+    header = read_table(trials_csv, nrows=0).columns
     # fingerprints as written ("FALSE" stays "FALSE", "2" stays "2"), not as pandas would guess their types
-    trials = pd.read_csv(trials_csv, dtype={c: str for c in header if c.startswith("fingerprint.") or c == "trial_key"},
-                         keep_default_na=True)
+    trials = read_table(trials_csv, dtype={c: str for c in header if c.startswith("fingerprint.") or c == "trial_key"},
+                        keep_default_na=True)
     if "config" not in trials.columns:
         raise BenchError(f"{trials_csv}: written by an older bench, without each trial's config; regenerate the "
                          "report (`bench report`) or give the trial key with --tracking-uri")
-    curves = pd.read_csv(curves_csv)
+    _needs(trials, trials_csv, ("run_id",))
+    curves = read_table(curves_csv)
+    _needs(curves, curves_csv, ("run_id", "step"))
     records = []
-    for _, row in trials.iterrows():
+    for index, row in trials.iterrows():
         if not isinstance(row["config"], str):
             continue  # a trial recorded before configs were (none in a report bench writes now)
-        trial = Trial.model_validate(json.loads(row["config"]))
+        trial = _trial(row["config"], f"{trials_csv}, row {int(index) + 1} (run {row['run_id']})")
         part = curves[curves["run_id"] == row["run_id"]]
         names = [c for c in part.columns if c.startswith("loss_")]
-        losses = {int(r["step"]): {n: float(r[n]) for n in names if not pd.isna(r[n])} for _, r in part.iterrows()}
-        metrics = {n: float(row[n]) for n in ("fid_final", "fid_best", "kid_final", "intra_fid_final")
-                   if n in row and not pd.isna(row[n])}
+        try:
+            losses = {int(r["step"]): {n: float(r[n]) for n in names if not pd.isna(r[n])} for _, r in part.iterrows()}
+            metrics = {n: float(row[n]) for n in ("fid_final", "fid_best", "kid_final", "intra_fid_final")
+                       if n in row and not pd.isna(row[n])}
+        except (TypeError, ValueError) as err:
+            raise BenchError(f"{curves_csv} or {trials_csv}: trial {row['run_id']} holds a value that is not a "
+                             f"number ({err}); regenerate the report with `bench report`") from None
         fingerprint = {c.removeprefix("fingerprint."): str(row[c]) for c in trials.columns
                        if c.startswith("fingerprint.") and not pd.isna(row[c])}
         device = str(row["device"]) if "device" in row and not pd.isna(row["device"]) else "cpu"
         records.append(Record(trial, losses, metrics, fingerprint, device, exact=False, source=str(folder)))
     return records
+
+
+def _trial(config: str, where: str) -> Trial:
+    """The trial a row's `config` JSON describes, or one line naming the file and the row."""
+    try:
+        return Trial.model_validate(json.loads(config))
+    except json.JSONDecodeError as err:
+        raise BenchError(f"{where}: its config is not valid JSON ({err.msg} at character {err.pos}); "
+                         "regenerate the report with `bench report`") from None
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "config"
+        raise BenchError(f"{where}: its config is not a trial bench can train ({field}: {first['msg']}); "
+                         "regenerate the report with `bench report`") from None
 
 
 def from_store(target: str, tracking_uri: str | None) -> list[Record]:
@@ -205,10 +242,14 @@ def reproduce(target: str, only: list[str], steps: int | None, tolerance: float,
     """One line per trial; 0 when every one is identical (or within `tolerance`), else 1."""
     if steps is not None and steps < 1:
         raise BenchError(f"--steps {steps}: re-train at least 1 step")
-    if tolerance < 0:
-        raise BenchError(f"--tolerance {tolerance}: a relative tolerance is 0 (bit-identical) or more")
+    if not math.isfinite(tolerance) or tolerance < 0:  # NaN compares false to everything: it would pass as 0
+        raise BenchError(f"--tolerance {tolerance}: a relative tolerance is a finite number, 0 (bit-identical) or more")
     path = Path(target)
-    records = from_report(path) if path.is_dir() else from_store(target, tracking_uri)
+    if path.is_dir():
+        records = from_report(path)
+    else:
+        with reading(tracking_uri or DEFAULT_TRACKING_URI):
+            records = from_store(target, tracking_uri)
     chosen = {t.key for t in select([r.trial for r in records], only)} if only else {r.trial.key for r in records}
     records = [r for r in records if r.trial.key in chosen]
     if not records:

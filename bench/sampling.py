@@ -1,10 +1,11 @@
 """`bench sample TRIAL --out OUT`: images from a trained trial, through the method's own sampler.
 
 TRIAL is a trial key (or a unique prefix) whose checkpoint is in the runs folder, or else in the MLflow records
-(the `checkpoint/` artifact of the run tagged with that key). `--out x.png` writes a grid: one row per class for a
-conditional method (or per `--label`), a code traversal for InfoGAN (`--traverse`), a style-mixing grid for StyleGAN
-(`--mix`); `--out DIR` writes one PNG per image, named `<label>_<index>.png` for conditional methods. The same
-command with the same `--seed` gives the same images.
+(the `checkpoint/` artifact of the run tagged with that key). `--out x.png` (or .jpg, .webp, .bmp, .tif) writes a grid
+in that format: one row per class for a conditional method (or per `--label`), a code traversal for InfoGAN
+(`--traverse`), a style-mixing grid for StyleGAN (`--mix`); another image extension is refused; `--out DIR` writes
+one PNG per image, named `<label>_<index>.png` for conditional methods. The same command with the same `--seed`
+gives the same images.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from bench.devices import resolve
 from bench.errors import BenchError
 
 GRID_COLUMNS = 8
+# the file formats of a grid (--out x.jpg): any other image extension is refused, never made a folder of PNGs
+GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+                ".tiff": "TIFF"}
 MAX_GRID = 4096  # images in one grid PNG (a 64-px grid of 4096 is 4096 x 4096 pixels)
 MAX_FILES = 1_000_000  # images one call writes into a folder
 CHUNK = 1024  # images generated at once for a folder: memory stays bounded whatever --n is
@@ -25,7 +29,8 @@ CHUNK = 1024  # images generated at once for a folder: memory stays bounded what
 
 def sample_command(
     trial: str = typer.Argument(..., help="trial key or unique prefix (bench run SUITE --dry-run lists them)"),
-    out: Path = typer.Option(..., "--out", help="x.png for a grid, or a folder for one PNG per image"),
+    out: Path = typer.Option(..., "--out", help="x.png (or .jpg, .webp, .bmp, .tif) for a grid, or a folder for "
+                                                "one PNG per image"),
     n: int = typer.Option(64, "--n", help="images (a grid: per class row, n / rows)"),
     label: list[str] = typer.Option([], "--label", help="class name or index (repeat for several rows)"),  # noqa: B006
     truncation: float | None = typer.Option(None, help="StyleGAN's psi in (0, 1]: 0.7 trades variety for quality"),
@@ -46,8 +51,9 @@ def sample_command(
 
     if n < 1:
         raise BenchError(f"--n {n}: draw at least one image")
+    grid = _is_grid(out)
     wanted = n * max(len(label), 1)
-    limit = MAX_GRID if out.suffix.lower() == ".png" else MAX_FILES
+    limit = MAX_GRID if grid else MAX_FILES
     if wanted > limit:
         what = (f"a grid holds at most {MAX_GRID:,} images (give a folder for more)" if limit == MAX_GRID else
                 f"one call writes at most {MAX_FILES:,} images (FID's protocol is 50,000); call it again with "
@@ -66,7 +72,7 @@ def sample_command(
         return
     labels = [_label(method, text) for text in label]
     rng = torch.Generator().manual_seed(seed)
-    if out.suffix.lower() == ".png":
+    if grid:
         if mix:
             images, columns = _mixing(method, n, rng)
         elif traverse is not None:
@@ -77,7 +83,7 @@ def sample_command(
         typer.echo(f"wrote {out}: a grid of {images.shape[0]} images from trial {key}")
         return
     if mix or traverse is not None:
-        raise BenchError("--mix and --traverse draw a grid: give --out a file name ending in .png")
+        raise BenchError("--mix and --traverse draw a grid: give --out a file name ending in .png or .jpg")
     written = 0
     for start, images, drawn in _plain(method, labels, n, rng):
         names = [f"{i:04d}" for i in range(start, start + len(images))] if drawn is None else [
@@ -116,7 +122,7 @@ def _translate_folder(method, folder: Path | None, direction: str, out: Path, se
     images = uint8_to_unit(torch.from_numpy(np.stack([a for _, a in read])).permute(0, 3, 1, 2))
     torch.manual_seed(seed)  # Pix2Pix's test-time dropout: the same seed, the same translations
     translated = method.translate(images, direction).cpu()
-    if out.suffix.lower() == ".png":
+    if _is_grid(out):
         rows = []
         for start in range(0, len(images), GRID_COLUMNS):
             rows += [images[start:start + GRID_COLUMNS], translated[start:start + GRID_COLUMNS]]
@@ -131,6 +137,7 @@ def _load(key: str, runs_dir: Path, tracking_uri: str | None, device):
     """(method with trained networks, full trial key), from the runs folder or else from the MLflow records."""
     # loaded when a trial is sampled, not for every `bench` command
     from bench.checkpoint import CHECKPOINT_NAME, find_trial_dir, load, method_from_checkpoint
+    from bench.tracking import DEFAULT_TRACKING_URI, reading
 
     try:
         folder = find_trial_dir(key, runs_dir)
@@ -139,7 +146,8 @@ def _load(key: str, runs_dir: Path, tracking_uri: str | None, device):
     if folder is not None and (folder / CHECKPOINT_NAME).exists():
         path = folder / CHECKPOINT_NAME
     else:
-        path = _from_records(key, tracking_uri)
+        with reading(tracking_uri or DEFAULT_TRACKING_URI):
+            path = _from_records(key, tracking_uri)
         if path is None:
             raise BenchError(f"no checkpoint of trial '{key}' under {runs_dir} nor in the MLflow store; pass "
                              "--runs-dir or --tracking-uri (`bench run SUITE --dry-run` lists trial keys)")
@@ -265,6 +273,19 @@ def _generate(method, latents):
         return method.generate({k: v.to(method.device) for k, v in latents.items()}).float().cpu()
 
 
+def _is_grid(out: Path) -> bool:
+    """--out x.png (or .jpg, ...) is a grid file; a name without an image extension a folder of PNGs."""
+    from PIL import Image
+
+    suffix = out.suffix.lower()
+    if suffix in GRID_FORMATS:
+        return True
+    if suffix in Image.registered_extensions():
+        raise BenchError(f"--out {out}: a grid is written as {', '.join(GRID_FORMATS)}; give one of those, or a "
+                         "folder name without an image extension for one PNG per image")
+    return False
+
+
 def _write_grid(images, out: Path, columns: int) -> None:
     # loaded when a trial is sampled, not for every `bench` command
     from bench.tracking import png_grid
@@ -273,7 +294,7 @@ def _write_grid(images, out: Path, columns: int) -> None:
         raise BenchError(f"--out {out}: is a folder; give a file name ending in .png for a grid")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(png_grid(images.clamp(-1, 1), nrow=columns))
+        out.write_bytes(png_grid(images.clamp(-1, 1), nrow=columns, image_format=GRID_FORMATS[out.suffix.lower()]))
     except OSError as err:
         raise BenchError(f"--out {out}: cannot write it ({err.strerror})") from None
 

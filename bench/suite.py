@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,8 +127,16 @@ MAX_SEED = 2**31 - 1
 MAX_TRIALS = 10_000  # a trial is a whole training run: a suite beyond this is a typo, not a study
 
 
+def folder_name(name: str) -> str:
+    """A suite's name becomes a folder (runs/<suite>, reports/<suite>, mlartifacts/<suite>): one safe component."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
+        raise ValueError("must be one folder name (it becomes runs/<name> and reports/<name>): letters, digits, "
+                         "'_', '-' and '.', but not '.' or '..' alone")
+    return name
+
+
 class Suite(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     methods: list[MethodSpec] = Field(min_length=1)
     datasets: list[DatasetSpec] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
@@ -142,6 +151,11 @@ class Suite(Strict):
     tune: TuneSpec = Field(default_factory=TuneSpec)
     device: str = "auto"
     tracking_uri: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def safe_name(cls, name: str) -> str:
+        return folder_name(name)
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -244,6 +258,11 @@ class Trial(BaseModel):
     log: LogSpec
     device: str
     report: ReportSpec = ReportSpec()
+
+    @field_validator("suite")
+    @classmethod
+    def safe_suite(cls, name: str) -> str:  # a config read back from a report or a store becomes runs/<suite> too
+        return folder_name(name)
 
     def identity(self) -> dict[str, Any]:
         """The normalised config that decides the trial's numbers."""

@@ -93,6 +93,37 @@ def reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
+# what SQLite says of a file that is not a database, or one cut short or overwritten
+_DAMAGED = ("file is not a database", "database disk image is malformed", "file is encrypted or is not a database",
+            "malformed database schema")
+
+
+def damaged(uri: str, err: BaseException) -> BenchError | None:
+    """The user's error for a store that cannot be read because its file is damaged; None for anything else."""
+    text = str(err)
+    cause = next((c for c in _DAMAGED if c in text), None)
+    if cause is None:
+        return None
+    db = sqlite_path(uri)
+    where = f"the MLflow store {db}" if db else f"the MLflow store {uri}"
+    return BenchError(f"{where} cannot be read ({cause}); restore it from a backup, or point --tracking-uri "
+                      "(env MLFLOW_TRACKING_URI) at another store")
+
+
+@contextmanager
+def reading(uri: str) -> Iterator[None]:
+    """Around every read of a store: a damaged one is one line naming it, not an internal error."""
+    try:
+        yield
+    except BenchError:
+        raise
+    except Exception as err:
+        problem = damaged(uri, err)
+        if problem is None:
+            raise
+        raise problem from None
+
+
 _SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "databricks-uc", "uc")
 
 
@@ -193,8 +224,9 @@ def open_store(uri: str, experiment: str) -> Store:
         except BenchError:
             raise
         except Exception as err:  # a malformed URI, an unknown scheme, a store MLflow cannot open
-            raise BenchError(f"tracking store {uri}: MLflow cannot use it ({reason(err)}); use sqlite:///FILE.db, "
-                             "a folder, or http://HOST:PORT of an MLflow server") from None
+            raise damaged(uri, err) or BenchError(
+                f"tracking store {uri}: MLflow cannot use it ({reason(err)}); use sqlite:///FILE.db, a folder, or "
+                "http://HOST:PORT of an MLflow server") from None
     if exp.lifecycle_stage != "active":
         raise BenchError(f"experiment '{experiment}' in {uri} is deleted; restore it (`mlflow experiments restore "
                          f"--experiment-id {exp.experiment_id}`) or rename the suite")
@@ -290,8 +322,8 @@ def _param_text(value: Any) -> str:
     return text[:6000]
 
 
-def png_grid(images: torch.Tensor, nrow: int = 8) -> bytes:
-    """(N, C, H, W) in [-1, 1] -> PNG bytes of a grid, no metadata (byte-stable)."""
+def png_grid(images: torch.Tensor, nrow: int = 8, image_format: str = "PNG") -> bytes:
+    """(N, C, H, W) in [-1, 1] -> PNG bytes of a grid (or another Pillow format's), no metadata (byte-stable)."""
     from PIL import Image
     from torchvision.utils import make_grid
 
@@ -299,5 +331,5 @@ def png_grid(images: torch.Tensor, nrow: int = 8) -> bytes:
                      value_range=(-1, 1))
     array = grid.mul(255).round().byte().permute(1, 2, 0).numpy()
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    Image.fromarray(array).save(buf, format=image_format)
     return buf.getvalue()

@@ -24,6 +24,7 @@ def report_command(
     # pandas, seaborn and MLflow load when a report is built, not for every `bench` command
     from bench.report.build import parse_formats, write_report
     from bench.report.records import list_suites
+    from bench.suite import folder_name
 
     formats = parse_formats(format)
     uri = tracking_uri or DEFAULT_TRACKING_URI
@@ -32,6 +33,12 @@ def report_command(
         raise BenchError(f"no suites in {uri}: train one first (`bench run suites/quickstart.yaml`), or pass "
                          f"--tracking-uri for the store that holds your runs")
     for name in names:
+        if out is None or len(names) > 1:  # the name becomes a folder: reports/.. would be the working folder
+            try:
+                folder_name(name)
+            except ValueError as err:
+                raise BenchError(f"suite '{name}' in {uri}: its name {err}; give it its own folder with "
+                                 f"--suite '{name}' --out DIR") from None
         if out is None:
             folder = Path("reports") / name
         else:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.methods import METHODS
+from bench.tracking import reading
 
 # Training-curve metrics, logged every `log.every` steps: every loss a method returns (named loss_*, an open set:
 # loss_d, loss_g, loss_class, loss_info, loss_gp, loss_r1, ...) and the throughput. Every other metric is an
@@ -75,6 +76,11 @@ def _client(tracking_uri: str):
 
 def list_suites(tracking_uri: str) -> list[str]:
     """Names of the experiments that hold at least one bench trial (a run tagged bench.suite), sorted."""
+    with reading(tracking_uri):
+        return _list_suites(tracking_uri)
+
+
+def _list_suites(tracking_uri: str) -> list[str]:
     client = _client(tracking_uri)
     names = []
     for exp in _all_pages(client.search_experiments):
@@ -86,6 +92,11 @@ def list_suites(tracking_uri: str) -> list[str]:
 
 
 def load_records(tracking_uri: str, suite: str) -> Records:
+    with reading(tracking_uri):
+        return _load_records(tracking_uri, suite)
+
+
+def _load_records(tracking_uri: str, suite: str) -> Records:
     client = _client(tracking_uri)
     exp = client.get_experiment_by_name(suite)
     if exp is None or exp.lifecycle_stage != "active":
