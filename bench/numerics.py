@@ -40,6 +40,7 @@ from typing import Any
 from bench.errors import BenchError
 
 _TORCH_BEFORE_PIN = False  # set by pin_process: torch was imported before bench
+_USER_ENV: dict[str, str | None] = {}  # the user's own values of the knobs pin_process set, before it set them
 MODE_VARIABLE = "BENCH_NUMERICS"  # "portable" (the default) or "native"
 PORTABLE_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",
@@ -68,14 +69,28 @@ def pin_process() -> None:
     _TORCH_BEFORE_PIN = "torch" in sys.modules  # then its libraries may have read their settings already
     for name, value in CUDA_ENV.items():
         os.environ.setdefault(name, value)
-    if process_mode() != "portable" or (_x86() and not {"avx2", "fma"} <= set(_cpu_info()[1].split())):
+    if process_mode() != "portable" or (_x86() and not {"avx2", "fma"} <= set(cpu_info()[1].split())):
         return
+    _USER_ENV.update({k: os.environ.get(k) for k in PORTABLE_ENV})
     os.environ.update(PORTABLE_ENV)  # a user's own ATEN_CPU_CAPABILITY would make the bits the machine's
     import torch  # loaded now, with the knobs in place; its defaults in this process become the portable ones
 
     torch.set_num_threads(DEFAULT_THREADS)  # anything computed outside a trial (bench fid) too
     torch.backends.mkldnn.enabled = False
     torch.backends.nnpack.set_flags(False)
+
+
+def native_environment() -> dict[str, str]:
+    """The environment of a process with the machine's own kernels: this one's, less the knobs pin_process set (the
+    user's own values of them back), and BENCH_NUMERICS=native so that bench pins nothing there."""
+    env = dict(os.environ)
+    for name, value in _USER_ENV.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    env[MODE_VARIABLE] = "native"
+    return env
 
 
 def _x86() -> bool:
@@ -98,7 +113,7 @@ def check(portable: bool, device) -> None:
     if portable and (process_mode() == "native" or not process_pinned()):
         if process_mode() == "native":
             why = "this process runs the machine's own kernels (BENCH_NUMERICS=native)"
-        elif _x86() and not {"avx2", "fma"} <= set(_cpu_info()[1].split()):
+        elif _x86() and not {"avx2", "fma"} <= set(cpu_info()[1].split()):
             why = "this CPU lacks AVX2 or FMA, which the pinned kernels use"
         else:
             why = "torch was loaded before bench could pin its kernels (import bench before torch)"
@@ -146,7 +161,7 @@ def _nnpack_enabled() -> bool:
 
 
 @cache
-def _cpu_info() -> tuple[str, str]:
+def cpu_info() -> tuple[str, str]:
     """(model name, the vector extensions among its flags) from /proc/cpuinfo."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
@@ -184,7 +199,7 @@ def fingerprint(device) -> dict[str, str]:
     in environment.json); two records whose fingerprints differ may differ in their numbers."""
     import torch  # the settings are torch's
 
-    model, isa = _cpu_info()
+    model, isa = cpu_info()
     info: dict[str, Any] = {
         "mode": process_mode() if device.type == "cpu" else "gpu",
         "torch": torch.__version__, "torch_git": (torch.version.git_version or "")[:12],
@@ -254,6 +269,6 @@ def kernels() -> str:
     other kernels are other numbers, so reference statistics are cached per value."""
     import torch  # the settings are torch's
 
-    model, _ = _cpu_info()
+    model, _ = cpu_info()
     return (f"{model}/{torch.backends.cpu.get_cpu_capability()}/threads={torch.get_num_threads()}"
             f"/torch={torch.__version__}")

@@ -1,7 +1,9 @@
 """`bench perf train`: bench's training loop against a plain hand-written PyTorch loop, same nets, same device.
 
-Both loops train the same networks on the same in-memory data. They run in back-to-back pairs, the order flipping
-from pair to pair, so a change in machine load hits both; the ratio is the median of the per-pair ratios.
+Both loops train the same networks on the same in-memory data, in interleaved rounds (the order rotating), so a
+change in machine load hits all of them. On the CPU the plain loop runs as a user runs it: in its own process, with
+the user's environment and torch's defaults (none of bench's pinned knobs, torch's own Adam); bench's native paths in
+a worker with the machine's kernels; the portable path (bench's default) with bench's pinned ones.
 Imports only torch (and bench's torch-only modules), so it runs on a GPU box that lacks MLflow, clean-fid and the rest.
 """
 
@@ -25,7 +27,7 @@ from bench import devices, numerics
 from bench.data import ImageSet, PairSet
 from bench.errors import BenchError
 from bench.executors import Placement
-from bench.methods import METHODS, get_method, optim
+from bench.methods import METHODS, get_method
 from bench.nets.conv import ConvDiscriminator, ConvGenerator, init_dcgan_weights
 from bench.progress import Console
 from bench.runs import RunOptions
@@ -131,18 +133,22 @@ _WORKERS: dict[str, ProcessPoolExecutor] = {}
 
 
 def _worker(mode: str) -> ProcessPoolExecutor:
-    """One process per numerics mode for the whole `bench perf train` (its ~8 s start paid once)."""
+    """One process per mode for the whole `bench perf train` (its ~8 s start paid once): "portable" (bench's pinned
+    kernels), "native" (the machine's, no knob of bench's inherited) or "plain" (as native, for the plain loop, in
+    a process where bench's loop never ran)."""
     if mode not in _WORKERS:
-        saved = os.environ.get(numerics.MODE_VARIABLE)
-        os.environ[numerics.MODE_VARIABLE] = mode  # read by the worker's bench/__init__ before its torch loads
+        saved = dict(os.environ)
+        if mode == "portable":
+            os.environ.pop(numerics.MODE_VARIABLE, None)  # the worker's bench/__init__ pins before its torch loads
+        else:
+            os.environ.clear()
+            os.environ.update(numerics.native_environment())
         try:
             _WORKERS[mode] = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
             _WORKERS[mode].submit(int).result()  # started now, with this environment
         finally:
-            if saved is None:
-                os.environ.pop(numerics.MODE_VARIABLE)
-            else:
-                os.environ[numerics.MODE_VARIABLE] = saved
+            os.environ.clear()
+            os.environ.update(saved)
         atexit.register(_WORKERS[mode].shutdown)
     return _WORKERS[mode]
 
@@ -193,8 +199,8 @@ def _plain_setup(data: ImageSet, device, width: int, norm: str, lr: float, betas
     netD = ConvDiscriminator(data.channels, data.resolution, width, norm=norm).to(device)
     init_dcgan_weights(netG)
     init_dcgan_weights(netD)
-    optD = optim.adam(netD.parameters(), lr=lr, betas=betas)
-    optG = optim.adam(netG.parameters(), lr=lr, betas=betas)
+    optD = torch.optim.Adam(netD.parameters(), lr=lr, betas=betas)  # torch's default Adam, as a user writes it
+    optG = torch.optim.Adam(netG.parameters(), lr=lr, betas=betas)
     images = data.images.to(device)
     n = images.shape[0]
     state = {"perm": torch.randperm(n, device=device), "pos": 0}
@@ -259,6 +265,17 @@ PLAIN = {"dcgan": plain_dcgan_step, "wgan-gp": plain_wgan_gp_step}  # stylegan: 
 
 
 def plain_loop(method: str, data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int) -> float:
+    """Steps/s of the hand-written loop as a user runs it: on the CPU in its own process, started with the user's
+    environment (none of bench's knobs) and torch's defaults (its thread count, oneDNN on), where no bench loop
+    ran; on a GPU here (the CPU kernels decide nothing there)."""
+    if torch.device(device).type == "cpu":
+        return _worker("plain").submit(_plain_loop, method, data, batch_size, str(device), width, warmup,
+                                       steps).result()
+    return _plain_loop(method, data, batch_size, device, width, warmup, steps)
+
+
+def _plain_loop(method: str, data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int) -> float:
+    device = torch.device(device)
     step = PLAIN[method](data, batch_size, device, width)
     for _ in range(warmup):
         step()
@@ -268,6 +285,12 @@ def plain_loop(method: str, data: ImageSet, batch_size: int, device, width: int,
         step()
     sync(device)
     return steps / (time.perf_counter() - start)
+
+
+def plain_settings() -> dict[str, object]:
+    """What the plain loop's process computes with: torch's defaults there, shown under the table."""
+    return {"threads": torch.get_num_threads(), "onednn": torch.backends.mkldnn.enabled,
+            "capability": torch.backends.cpu.get_cpu_capability(), "pinned": numerics.process_pinned()}
 
 
 def default_paths(device: torch.device) -> list[str]:
@@ -321,10 +344,29 @@ def perf_train(methods: list[str], resolutions: list[int], paths: list[str] | No
                 rows.append(_row(say, method, resolution, path, rate, batch_size,
                                  rate / plain_rate if plain_rate else None, rate / fp32 if fp32 else None, flops,
                                  gpu_peak(device, PATHS[path].get("bf16", False))))
+    if device.type == "cpu":
+        _say_costs(say, rows, methods)
     if device.type == "cuda" and gpu_peak(device, False) is None:
         say(f"  (no peak figure for {torch.cuda.get_device_name(device)} in bench/perf.py PEAKS: the fraction is "
             "left out)")
     return rows
+
+
+def _say_costs(say, rows: list[dict], methods: list[str]) -> None:
+    """Under a CPU table: what each row ran with, and what the portable default costs against the native path."""
+    if any(m in PLAIN for m in methods):
+        plain = _worker("plain").submit(plain_settings).result()
+        say(f"  plain loop: a hand-written loop in its own process with torch's defaults ({plain['threads']} threads, "
+            f"oneDNN {'on' if plain['onednn'] else 'off'}, {plain['capability']} kernels, bench's knobs "
+            f"{'set' if plain['pinned'] else 'unset'}), as a user runs it")
+    say("  fp32 and the other paths but portable: bench with this machine's kernels (numerics.portable: false, "
+        "BENCH_NUMERICS=native); portable: bench's default, the same bits on every CPU bench was checked on")
+    model = numerics.cpu_info()[0]
+    for row in rows:
+        if row["path"] == "portable" and row["vs_fp32"] is not None:
+            say(f"  portable costs on this CPU ({model}): {row['method']} {row['resolution']} px at "
+                f"{row['vs_fp32']:.2f}x the native path" + (f", {row['vs_plain']:.2f}x the plain loop"
+                                                             if row["vs_plain"] is not None else ""))
 
 
 def _row(say, method, resolution, path, rate, batch_size, vs_plain, vs_fp32, flops, peak) -> dict:

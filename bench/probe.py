@@ -347,7 +347,7 @@ def cpu_generation() -> str:
 
 
 def machine() -> dict[str, str]:
-    model, isa = numerics._cpu_info()
+    model, isa = numerics.cpu_info()
     return {"cpu": model, "generation": cpu_generation(), "isa": isa, "torch": torch.__version__,
             "python": platform.python_version(), "glibc": "-".join(platform.libc_ver()),
             "capability": torch.backends.cpu.get_cpu_capability(), "pinned": str(numerics.process_pinned()),

@@ -1,6 +1,7 @@
 """The command line as a user meets it: bad input is one line and exit code 2; reruns train nothing. Through the
 entry point in this process; `python -m bench` itself once, in a real process."""
 
+import os
 import sys
 
 import pytest
@@ -248,8 +249,11 @@ def test_perf_train_needs_only_torch_typer_pydantic_and_yaml(tmp_path):
     """The GPU box has torch but not MLflow, clean-fid, Scrapy, pandas...: `bench perf train` must still run."""
     import subprocess
 
+    from bench import numerics
+
+    clean = {k: v for k, v in os.environ.items() if k not in numerics.PORTABLE_ENV and k != numerics.MODE_VARIABLE}
     result = subprocess.run([sys.executable, "-c", BLOCK_HEAVY], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300)
+                            timeout=300, env=clean)  # started as from a user's shell, not from this pinned process
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("  dcgan") or
             line.startswith("  stylegan")]
@@ -259,6 +263,11 @@ def test_perf_train_needs_only_torch_typer_pydantic_and_yaml(tmp_path):
     assert rows[1][6] == "1.00x" and rows[4][5] == "-"  # fp32 is its own reference; stylegan has no plain loop
     # fp32 ran in a worker started with the machine's own kernels (BENCH_NUMERICS=native), portable here
     assert all(float(r[-3]) > 0 for r in rows)  # FLOPs per step were counted
+    lines = result.stdout.splitlines()
+    plain = next(line for line in lines if line.startswith("  plain loop: a hand-written loop in its own process"))
+    assert "oneDNN on" in plain and "bench's knobs unset" in plain, plain  # torch's defaults, as a user runs it
+    costs = [line for line in lines if line.startswith("  portable costs on this CPU (")]
+    assert [c.split("): ")[1].split(" px")[0] for c in costs] == ["dcgan 16", "stylegan 16"], costs
 
 
 def test_flop_count_matches_the_closed_forms():

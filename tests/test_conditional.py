@@ -35,9 +35,10 @@ def read(images: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
-def trained(method: str, **params):
-    """A method trained at the quickstart's budget: 25 epochs of digits at 16 px, width 32, seed 0."""
-    hp = get_method(method).Hyper(width=32, **params).as_params()
+def trained(method: str, width: int = 16, **params):
+    """A method trained at the quickstart's budget: 25 epochs of digits at 16 px, seed 0; width 16 (a quarter of
+    width 32's arithmetic, the agreements below measured at both) unless the case needs more."""
+    hp = get_method(method).Hyper(width=width, **params).as_params()
     trial = Trial(suite="oracle", method=method, label=method, params=hp, dataset=DatasetSpec(name="digits"), seed=0,
                   budget=Budget(epochs=25), resolution=16, batch_size=64, eval=EvalSpec(metrics=[]),
                   numerics=Numerics(), log=LogSpec(every=50, samples_every=10**6, checkpoint_every=10**6),
@@ -49,10 +50,11 @@ def trained(method: str, **params):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method, params, floor", [
-    ("cdcgan", (), 0.8),  # concat (measured 0.95)
-    ("acgan", (), 0.7),  # auxiliary classifier (0.84)
-    ("dcgan", (("conditioning", "projection"),), 0.8),  # projection discriminator (0.98)
-    ("sngan", (("conditioning", "projection"),), 0.8),  # projection, spectral-norm D, hinge (0.99)
+    ("cdcgan", (), 0.8),  # concat (measured 0.95 at width 16 and at 32)
+    ("acgan", (), 0.7),  # auxiliary classifier (1.00 at width 16, 0.84 at 32)
+    ("dcgan", (("conditioning", "projection"),), 0.8),  # projection discriminator (0.89 at 16, 0.98 at 32)
+    ("sngan", (("conditioning", "projection"), ("width", 32)), 0.8),  # projection, spectral-norm D, hinge (0.99 at
+    # 32; 0.82 at 16, too near the floor to hold it)
 ])
 def test_every_conditioning_kind_makes_the_digit_it_is_asked_for(method, params, floor):
     m = trained(method, **dict(params))
@@ -68,7 +70,7 @@ def test_the_auxiliary_classifier_labels_real_digits_far_above_chance():
     test = load_dataset("digits", 16, "test")
     with torch.no_grad(), m.eval_mode():
         _, logits, _ = m.nets["discriminator"](test.images)
-    assert (logits.argmax(dim=1) == test.labels).float().mean() > 0.8  # measured 0.97; chance 0.1
+    assert (logits.argmax(dim=1) == test.labels).float().mean() > 0.8  # measured 0.97 at width 16 and 32; chance 0.1
 
 
 @pytest.mark.slow
@@ -77,7 +79,7 @@ def test_the_infogan_q_head_recovers_the_categorical_code():
     latents = m.sample_latents(500, torch.Generator().manual_seed(3))
     with torch.no_grad(), m.eval_mode():
         _, q, _ = m.nets["discriminator"](m.generate(latents))
-    assert (q[:, :10].argmax(dim=1) == latents["category"]).float().mean() > 0.5  # measured 1.0; chance 0.1
+    assert (q[:, :10].argmax(dim=1) == latents["category"]).float().mean() > 0.5  # 1.0 at 16 and 32; chance 0.1
 
 
 SUITE = """

@@ -52,6 +52,22 @@ def test_the_knobs_are_in_place_before_torch_loads_in_a_fresh_process(tmp_path):
     assert "torch was loaded before bench could pin its kernels (import bench before torch)" in refused.stderr
 
 
+def test_a_native_process_started_from_a_pinned_one_inherits_none_of_its_knobs(tmp_path):
+    """`bench perf`'s native and plain-loop workers start from this environment: the knobs bench set here are gone
+    there (a user's own value of one would be kept), so their kernels are the machine's."""
+    assert os.environ["ATEN_CPU_CAPABILITY"] == "avx2"  # set by bench in this process
+    env = numerics.native_environment()
+    assert env[numerics.MODE_VARIABLE] == "native" and not set(numerics.PORTABLE_ENV) & set(env)
+    probe = ("import os, torch; print(torch.backends.cpu.get_cpu_capability(), torch.backends.mkldnn.enabled, "
+             "os.environ.get('MKL_CBWR', '-'))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    native = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                            cwd=tmp_path, env={k: v for k, v in env.items() if k != numerics.MODE_VARIABLE},
+                            capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == [native.stdout.strip(), "True", "-"], out.stderr
+
+
 def test_this_test_process_computes_with_the_pinned_kernels():
     assert numerics.process_pinned() and torch.backends.cpu.get_cpu_capability() == "AVX2"
     assert os.environ["MKL_CBWR"] == "COMPATIBLE" and not torch.backends.mkldnn.enabled
