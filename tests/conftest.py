@@ -1,5 +1,6 @@
 import atexit
 import functools
+import importlib
 import os
 import shutil
 import subprocess
@@ -9,11 +10,6 @@ from pathlib import Path
 
 import pytest
 
-# libgomp's threads spin while they wait for work: on a 2-core machine that is also running anything else (another
-# test's subprocess, a second pytest), two spinning torch threads made a small training step ~10x slower (260 ms
-# instead of 22). Passive waiting changes no number (same threads, same partition of the work), only the waiting;
-# set before torch loads here and in every subprocess a test starts. A value already set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Ray reads this when it is imported, by any test: its `uv run` hook would start workers in an environment without
 # Ray (bench.executors.ray_tasks.import_ray sets it too, for bench's own imports)
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
@@ -29,6 +25,16 @@ if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCAC
     sys.pycache_prefix, sys.dont_write_bytecode = os.environ["PYTHONPYCACHEPREFIX"], False
 
 import bench  # noqa: E402, F401  (bench before torch in every test process: it pins numerics knobs before torch loads)
+
+importlib.import_module("torch")  # loaded by bench's pin already, unless BENCH_NUMERICS=native: then here
+
+# libgomp reads OMP_WAIT_POLICY once, when torch loads it (just now, above). This process keeps the default (a
+# thread spins a while for the next parallel region, then sleeps): PASSIVE here made the in-process trainings of
+# small nets 5x slower (a 550-step cdcgan 77 s instead of 14: every region waits for a sleeping thread's wake-up).
+# The processes a test starts get PASSIVE: they often train two or three at once on 2 cores, where spinning threads
+# steal each other's cores (two such cdcgans side by side: 164 s each spinning, 21 s passive). No number changes
+# either way (same threads, same partition of the work), only the waiting. A value already set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -74,6 +74,44 @@ def test_parallel_trains_trials_at_once_each_once_with_the_local_executors_numbe
     assert a.info.start_time < b.info.end_time and b.info.start_time < a.info.end_time  # the two overlapped
 
 
+class _WaitPolicy:
+    """A job that answers with its worker's OMP_WAIT_POLICY."""
+    name = "policy"
+
+    def __call__(self, ctx):
+        return os.environ.get("OMP_WAIT_POLICY")
+
+    def lost(self, why, say):
+        return why
+
+    def follow_up(self, result):
+        return None
+
+
+@pytest.mark.slow
+def test_cpu_workers_that_outnumber_the_cores_wait_passively_and_a_users_setting_wins(monkeypatch):
+    """Spinning torch threads of two workers on the cores of one made each 8x slower (conftest's figures)."""
+    from bench.executors.base import Slot
+    from bench.executors.processes import ProcessExecutor, oversubscribed
+    from bench.progress import Console
+
+    cores = len(os.sched_getaffinity(0))
+    assert not oversubscribed([Slot(None)] * (cores // 2)) and oversubscribed([Slot(None)] * (cores // 2 + 1))
+    assert not oversubscribed([Slot("cuda:0")] * (cores + 1))  # GPU workers leave the CPU to each other
+    slots = [Slot(None)] * (cores // 2 + 1)
+    for user, seen in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        if user is None:
+            monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        else:
+            monkeypatch.setenv("OMP_WAIT_POLICY", user)
+        got: list[str | None] = []
+        with ProcessExecutor(slots, Console(live=False), quiet=True) as executor:  # 2 jobs: 2 workers start
+            executor.run([_WaitPolicy(), _WaitPolicy()], lambda job, result, got=got: got.append(result),
+                         lambda: False)
+        assert got == [seen, seen]
+        assert os.environ.get("OMP_WAIT_POLICY") == user  # this process's environment as it was
+
+
 def _spawned_children(pid: int) -> list[int]:
     """The multiprocessing workers (spawned interpreters) whose parent is `pid`."""
     found = []
