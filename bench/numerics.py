@@ -222,18 +222,25 @@ def fingerprint(device) -> dict[str, str]:
 
 
 # The fingerprint entries that decide bits (the rest, python and the like, are context): `bench reproduce` names
-# the ones that differ when numbers do.
+# the ones that differ when numbers do, and the CPU beside them (CPU_ENTRIES: what the portable mode covers).
 DECIDING = ("mode", "torch", "torch_git", "cpu_isa", "kernel_isa", "threads", "mkldnn", "nnpack", "deterministic",
             "glibc", "lib_mkl", "lib_onednn", "lib_blas", *(f"env_{k}" for k in PORTABLE_ENV), "gpu", "gpu_sms",
             "cuda", "cudnn", "tf32_matmul", "tf32_cudnn")
+CPU_ENTRIES = ("cpu", "cpu_isa")
 
 
 def differences(recorded: dict[str, str], here: dict[str, str]) -> list[str]:
-    """`name A (recorded) vs B (here)` for every deciding entry that differs; the portable mode makes cpu_isa
-    (what the CPU has) irrelevant as long as kernel_isa matches, so it is named only in the native mode."""
-    names = [n for n in DECIDING if n != "cpu_isa" or recorded.get("mode") == "native"]
-    return [f"{n} {recorded.get(n, '?')} (recorded) vs {here.get(n, '?')} (here)" for n in names
+    """`name A (recorded) vs B (here)` for every deciding entry that differs, and for the CPU (its model and vector
+    extensions): the portable mode promises one result across CPUs, so a CPU that differs is named too, never hidden
+    behind "the fingerprints agree" (`machine_only` tells whether it is all that differs)."""
+    return [f"{n} {recorded.get(n, '?')} (recorded) vs {here.get(n, '?')} (here)" for n in (*DECIDING, "cpu")
             if recorded.get(n) != here.get(n)]
+
+
+def machine_only(changed: list[str], recorded: dict[str, str]) -> bool:
+    """True when the differences are the CPU alone, of a portable record: the case the portable kernels promise."""
+    return bool(changed) and recorded.get("mode") == "portable" and all(c.split(" ", 1)[0] in CPU_ENTRIES
+                                                                        for c in changed)
 
 
 def sqrt(x):

@@ -276,6 +276,14 @@ def verdict(record: Record, here_losses: dict[int, dict[str, float]], here_metri
         return True, f"{name}: identical ({checked})" + (f" within {tolerance:g}" if tolerance else "")
     with numerics.trial_numerics(t.numerics.portable, t.numerics.threads, t.numerics.deterministic, used):
         changed = numerics.differences(record.fingerprint, numerics.fingerprint(used))
-    why = (f"; numerics differ in: {', '.join(changed)}" if changed else
-           "; the numerics fingerprints agree" if record.fingerprint else "; the record has no fingerprint")
+    if not record.fingerprint:
+        why = "; the record has no fingerprint"
+    elif not changed:
+        why = "; the numerics fingerprints agree, CPU included"
+    elif numerics.machine_only(changed, record.fingerprint):
+        why = (f"; only the CPU differs ({', '.join(changed)}): the portable numerics promise the same bits on both, "
+               "so this breaks that promise; run `bench check --numerics` here and report what it names")
+    else:
+        why = (f"; numerics differ in: {', '.join(changed)}; bits are promised only where these agree "
+               "(`bench reproduce REPORT --seeds` says whether the conclusions hold)")
     return False, f"{name}: {parted}{why}"

@@ -143,9 +143,26 @@ def test_every_record_carries_its_fingerprint_the_report_flags_a_mix_and_reprodu
     lines = {line.split("seed=")[1][0]: line for line in verdicts(planted.stdout)}
     for seed in ("0", "1"):
         assert f"differs from step 10: loss_d {altered[seed]} recorded, {recorded[seed]} here" in lines[seed]
-    assert lines["0"].endswith("; the numerics fingerprints agree")
-    assert lines["1"].endswith("; numerics differ in: kernel_isa AVX512 (recorded) vs AVX2 (here)"), lines["1"]
+    assert lines["0"].endswith("; the numerics fingerprints agree, CPU included")
+    assert "; numerics differ in: kernel_isa AVX512 (recorded) vs AVX2 (here); bits are promised only" in lines["1"]
     assert "Traceback" not in planted.stderr
+
+    # the record of seed 0 made on another CPU, all else equal: the CPU is named, and what its difference means
+    trials_csv = tmp_path / "rep" / "tables" / "trials.csv"
+    rows = list(csv.DictReader(open(trials_csv)))
+    here_cpu = next(r["fingerprint.cpu"] for r in rows if r["seed"] == "0")
+    for row in rows:
+        row["fingerprint.cpu"] = "AMD EPYC 9R14 96-Core Processor" if row["seed"] == "0" else row["fingerprint.cpu"]
+    with open(trials_csv, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    other_cpu = bench_cli("reproduce", "rep", "--steps", "10", "--only", "seed=0", cwd=tmp_path)
+    assert other_cpu.returncode == 1, other_cpu.stdout + other_cpu.stderr
+    [line] = verdicts(other_cpu.stdout)
+    assert line.endswith(f"; only the CPU differs (cpu AMD EPYC 9R14 96-Core Processor (recorded) vs {here_cpu} "
+                         "(here)): the portable numerics promise the same bits on both, so this breaks that "
+                         "promise; run `bench check --numerics` here and report what it names"), line
 
 
 SEEDS_SUITE = """
