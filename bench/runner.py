@@ -20,7 +20,7 @@ from bench.recorder import pending_folders, replay
 from bench.runs import Outcome, RunOptions, trial_dir, trial_lock, trial_status
 from bench.suite import Trial
 from bench.tracking import open_store
-from bench.trial import record_lost_worker, run_trial, skip
+from bench.trial import record_failure, run_trial, skip
 
 
 @dataclass
@@ -77,6 +77,10 @@ class TrialJob:
         t = self.trial
         return f"{self.prefix} {t.key} {t.label} {t.dataset.name} seed={t.seed}".strip()
 
+    @property
+    def cpus(self) -> int:
+        return self.trial.numerics.threads
+
     def __call__(self, ctx: Context) -> Outcome:
         options = replace(self.options, device=slot_device(ctx.slot, self.trial.device, self.options.device))
         data = ctx.cache.setdefault("data", DataCache(options.data_root))
@@ -84,10 +88,12 @@ class TrialJob:
             return run_trial(self.trial, options, data, ctx.console, ctx.say, self.prefix, ctx.should_stop,
                              wait=self.wait)
         except BenchError as err:  # e.g. a device this worker cannot use: the trial fails, the rest goes on
-            return Outcome("failed", f"FAILED: {err}")
+            outcome = record_failure(self.trial, options, str(err))
+            ctx.say(f"{self.name}: {outcome.summary}")
+            return outcome
 
     def lost(self, why: str, say: Callable[[str], None]) -> Outcome:
-        outcome = record_lost_worker(self.trial, self.options, why)
+        outcome = record_failure(self.trial, self.options, why, worker_died=True)
         say(f"{self.name}: {outcome.summary}")
         return outcome
 

@@ -213,18 +213,23 @@ def _open_recorder(trial: Trial, folder: Path, device: torch.device, options: Ru
     return recorder
 
 
-def record_lost_worker(trial: Trial, options: RunOptions, why: str) -> Outcome:
-    """The outcome of a trial whose worker died (any executor; nobody asked it to stop): failed, in status.json and
-    in its MLflow run (made now if the worker died before making it), with the reason; its checkpoint, if it wrote
-    one, stays for `--retry-failed`."""
+def record_failure(trial: Trial, options: RunOptions, why: str, worker_died: bool = False) -> Outcome:
+    """The outcome of a trial that failed outside its training (its worker died, nobody asked it to stop, on any
+    executor; or it could not start: a device or dataset the worker cannot use): failed, in status.json and in its
+    MLflow run (made now if there was none), with the reason, so that the next run skips it as failed instead of
+    taking it for new; its checkpoint, if it wrote one, stays for `--retry-failed`."""
     folder = trial_dir(trial, options.runs_root)
     folder.mkdir(parents=True, exist_ok=True)
     step = checkpoint_step(folder)
     recorder = None
     if options.tracking_uri is not None:
-        recorder = _recorder(trial, folder, options, options.device or trial.device)
+        try:
+            recorder = _recorder(trial, folder, options, options.device or trial.device)
+        except BenchError as err:  # the store is what failed: status.json still says so
+            why += f" (no MLflow record: {err})"
     outcome = _failed(trial, folder, recorder, why, step)
-    outcome.details["worker_died"] = True
+    if worker_died:
+        outcome.details["worker_died"] = True
     kept = (f"its checkpoint at step {step} is kept: `--retry-failed` resumes it from there" if step else
             "it wrote no checkpoint: `--retry-failed` trains it from the start")
     outcome.summary = f"FAILED: {why}; {kept}"

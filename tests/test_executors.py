@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,7 @@ def test_parallel_trains_trials_at_once_each_once_with_the_local_executors_numbe
 
 class _WaitPolicy:
     """A job that answers with its worker's OMP_WAIT_POLICY."""
-    name = "policy"
+    name, cpus = "policy", 1
 
     def __call__(self, ctx):
         return os.environ.get("OMP_WAIT_POLICY")
@@ -250,7 +251,7 @@ def test_executor_mistakes_are_one_line_exit_2(tmp_path):
 
 def need_ray():
     """Ray is an optional extra; CI installs it and sets BENCH_REQUIRE_RAY so these tests run there."""
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # as bench/ray_executor.py, before the import
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # as bench.executors.ray_tasks.import_ray does
     if os.environ.get("BENCH_REQUIRE_RAY"):
         import ray
     else:
@@ -265,6 +266,48 @@ def test_ray_refuses_a_local_store_for_a_remote_cluster(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "cannot write to the tracking store 'sqlite:///mlflow.db'" in result.stderr
     assert "--tracking-uri http://" in result.stderr
+
+
+def test_ray_refuses_a_gpu_index_which_names_no_gpu_of_its_tasks(tmp_path):
+    """A task sees its one GPU as cuda:0: `--device cuda:1` failed every trial there; now one line before any."""
+    need_ray()
+    write_suite(tmp_path, seeds=1, steps=5)
+    for args in (["--device", "cuda:1"], ["--set", "device=cuda:1"]):
+        result = bench_cli("run", "ex.yaml", "--executor", "ray", *args, cwd=tmp_path)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "--executor ray with device cuda:1: Ray picks each task's GPU" in result.stderr, result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@dataclass
+class _Held:
+    """A job that holds its Ray task `seconds` long and answers with what Ray reserved for it, and when it ran."""
+    cpus: int
+    seconds: float = 0.0
+    name: str = "held"
+
+    def __call__(self, ctx):
+        import ray
+
+        start = time.time()
+        time.sleep(self.seconds)
+        return ray.get_runtime_context().get_assigned_resources(), start, time.time()
+
+    def lost(self, why, say):
+        raise AssertionError(why)
+
+    def follow_up(self, result):
+        return None
+
+
+def ray_jobs(placement, jobs: list) -> list:
+    from bench.executors.ray_tasks import RayExecutor
+    from bench.progress import Console
+
+    results = []
+    with RayExecutor(placement, None, {"cpu"}, Console(live=False)) as executor:
+        executor.run(jobs, lambda job, result, results=results: results.append(result), lambda: False)
+    return results
 
 
 @pytest.mark.slow
@@ -284,9 +327,17 @@ def test_ray_tasks_give_the_local_executors_records(tmp_path):
     trials = expand(load_suite(tmp_path / "ray" / "ex.yaml"))
     options = RunOptions(runs_root=tmp_path / "ray" / "runs",
                          tracking_uri=f"sqlite:///{tmp_path / 'ray' / 'mlflow.db'}")
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(num_cpus=4, include_dashboard=False)
     try:
         result = run_trials(trials, options, placement=Placement("ray"))
+        # a task reserves the threads its job computes with (it asked 1 CPU and computed with 2: two such trials
+        # shared 2 cores); --parallel caps how many run at once (all were submitted, whatever it said)
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test's jobs: the workers lack tests/
+        assigned = ray_jobs(Placement("ray"), [_Held(cpus=2), _Held(cpus=1), _Held(cpus=9)])
+        assert [a["CPU"] for a, _, _ in assigned] == [2.0, 1.0, 4.0]  # at most a node's 4 CPUs
+        one_at_a_time = sorted((start, end) for _, start, end in ray_jobs(Placement("ray", parallel=1),
+                                                                          [_Held(1, 1.0), _Held(1, 1.0)]))
+        assert one_at_a_time[0][1] <= one_at_a_time[1][0], one_at_a_time
     finally:
         ray.shutdown()
     assert result.exit_code == 0 and result.counts["finished"] == 2

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.errors import BenchError
 from tests.conftest import bench_cli, sqlite_store
 
 TINY = """
@@ -429,6 +430,41 @@ def test_dry_run_catches_what_would_stop_a_suite_half_way(tmp_path, changes, mes
 
 
 # 7. a failed trial does not stop the suite ------------------------------------------------------------------------
+
+def test_a_trial_that_cannot_start_is_recorded_failed_and_a_rerun_skips_it(tmp_path, monkeypatch):
+    """A BenchError before training (here a device the worker cannot use) was an outcome only: no status.json, no
+    MLflow run, and the next run took the trial for new."""
+    from types import SimpleNamespace
+
+    from bench import devices
+    from bench import trial as trial_module
+
+    calls = []
+
+    def resolve(name):  # the checks before training pass; then the first trial's worker cannot use its device
+        calls.append(name)
+        if len(calls) == 1:
+            raise BenchError("cuda:1 is not available here: this machine has no GPU 1")
+        return devices.resolve(name)
+
+    monkeypatch.setattr(trial_module, "devices", SimpleNamespace(resolve=resolve))  # run_trial's, not the checks'
+
+    args = ["run", str(tiny(tmp_path)), "--runs-dir", str(tmp_path / "runs"), "--tracking-uri", store(tmp_path)]
+    result = bench_cli(*args, cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert "FAILED: cuda:1 is not available here" in result.stdout and "1 trained" in result.stdout
+    statuses = status_of(tmp_path / "runs", "tiny")
+    assert sorted(s["status"] for s in statuses.values()) == ["failed", "finished"]
+    failed = next(s for s in statuses.values() if s["status"] == "failed")
+    assert failed["reason"].startswith("cuda:1 is not available here")
+    _, runs = mlflow_runs(store(tmp_path), "tiny")
+    by_status = {r.info.status: r for r in runs}
+    assert set(by_status) == {"FAILED", "FINISHED"}
+    assert by_status["FAILED"].data.tags["bench.failure_reason"].startswith("cuda:1 is not available here")
+    monkeypatch.setattr(trial_module, "devices", devices)
+    rerun = bench_cli(*args, cwd=tmp_path)
+    assert rerun.returncode == 1 and "already failed, skipped (--retry-failed" in rerun.stdout, rerun.stdout
+
 
 def test_a_trial_that_fails_is_recorded_failed_and_the_others_still_train(tmp_path, monkeypatch):
     real_save = torch.save

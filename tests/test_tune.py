@@ -322,6 +322,18 @@ def test_bad_input_is_one_line_and_exit_code_2_before_any_training(tmp_path, arg
     assert "training on" not in result.stdout and not (tmp_path / "runs").exists()
 
 
+def test_one_worker_of_the_processes_executor_may_keep_the_default_sqlite_study(tmp_path):
+    """`--executor parallel` without --parallel runs one worker, which SQLite serves: it was refused as if two shared
+    it. Here the run goes on to the next check (an unreachable tracking server, refused in one line)."""
+    for args in (["--executor", "parallel"], ["--executor", "parallel", "--parallel", "1"]):
+        result = tune(tmp_path, tmp_path / "cache", "dcgan", "--trials", "2", *args, "--tracking-uri",
+                      "http://127.0.0.1:9")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "SQLite" not in result.stderr and "http://127.0.0.1:9" in result.stderr, result.stderr
+    refused = tune(tmp_path, tmp_path / "cache", "dcgan", "--trials", "2", "--executor", "parallel", "--parallel", "2")
+    assert refused.returncode == 2 and "2 tune workers share the study" in refused.stderr, refused.stderr
+
+
 def test_a_space_with_unknown_names_empty_ranges_or_impossible_distributions_is_refused(tmp_path):
     for space, message in [
         ("    colour: {choice: [1]}", "tune.space.colour: unknown hyperparameter for method 'dcgan'"),

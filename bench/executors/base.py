@@ -29,6 +29,15 @@ class Placement:
     per_gpu: int = 1
     address: str | None = None
 
+    def most_workers(self) -> int | None:
+        """How many workers can run at once: 1 locally, --parallel (else 1) in processes; None where the cluster
+        decides (Ray without --parallel: as many as it has slots)."""
+        if self.executor == "local":
+            return 1
+        if self.executor == "ray":
+            return self.parallel
+        return self.parallel or 1
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -51,6 +60,7 @@ class Context:
 
 class Job(Protocol):
     name: str  # how lines about the job start
+    cpus: int  # the CPU threads it computes with (numerics.threads): what Ray reserves for it on a CPU node
 
     def __call__(self, ctx: Context) -> Any: ...
 

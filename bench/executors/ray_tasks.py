@@ -121,10 +121,15 @@ class RayExecutor:
         if placement.per_gpu < 1:
             raise BenchError(f"--per-gpu {placement.per_gpu}: give how many trials share one GPU (1 or more)")
         self.address, self.per_gpu, self.console = placement.address, placement.per_gpu, console
+        self.parallel = placement.parallel  # None: as many at once as the cluster fits
         names = {device} if device else set(device_names)
         self.on_cuda = any(devices.trains_on_cuda(n) for n in names)
         if self.per_gpu > 1 and not self.on_cuda:
             raise cpu_per_gpu(self.per_gpu, names)
+        if indexed := sorted(n for n in names if n.startswith("cuda:")):  # the task would look for GPU N among its 1
+            raise BenchError(f"--executor ray with device {indexed[0]}: Ray picks each task's GPU and shows it to the "
+                             "task as cuda:0, so a GPU index names none; give --device cuda (and limit a node's GPUs "
+                             "with CUDA_VISIBLE_DEVICES before `ray start`)")
         check_ray(self.address)  # last: the one check that waits on the network
         self.started_here = False
 
@@ -149,15 +154,27 @@ class RayExecutor:
             self.started_here = False
 
     def capacity(self) -> int:
-        """The cluster's slots: GPUs x K for CUDA jobs, else its CPUs."""
+        """Jobs at once: --parallel, else the cluster's slots (GPUs x K for CUDA jobs, else its CPUs over the
+        threads a trial computes with by default)."""
         resources = self.ray.cluster_resources()
-        slots = int(resources.get("GPU", 0) * self.per_gpu) if self.on_cuda else int(resources.get("CPU", 1))
-        return max(slots, 1)
+        slots = int(resources.get("GPU", 0) * self.per_gpu) if self.on_cuda else \
+            int(resources.get("CPU", 1)) // numerics.DEFAULT_THREADS
+        return max(min(slots, self.parallel or slots), 1)
+
+    def _most_cpus(self) -> int:
+        """The CPUs a task may reserve: on a CPU job the most one node has (more would wait forever); 1 beside a
+        GPU job's share of a GPU."""
+        if self.on_cuda:
+            return 1
+        return max(1, int(max((n["Resources"].get("CPU", 0) for n in self.ray.nodes() if n.get("Alive")),
+                              default=1)))
 
     def run(self, jobs: list[Job], on_result: Callable[[Job, Any], None], stop_requested: Callable[[], bool],
             status: Callable[[], None] | None = None) -> list[str]:
         ray = self.ray
-        task = ray.remote(num_cpus=1, num_gpus=(1.0 / self.per_gpu) if self.on_cuda else 0, max_retries=0)(_run_task)
+        task = ray.remote(max_retries=0)(_run_task)
+        gpus = (1.0 / self.per_gpu) if self.on_cuda else 0
+        most = self._most_cpus()  # a CPU job reserves its threads: two 2-thread trials never share 2 cores
         slot = Slot("cuda" if self.on_cuda else None)  # Ray picks the GPU: it is the task's cuda:0
         slots = self.capacity()
         running: dict = {}
@@ -171,9 +188,10 @@ class RayExecutor:
                 queue.clear()  # nothing new starts; the running ones are asked to stop
                 for ref in running:
                     ray.cancel(ref)  # a KeyboardInterrupt in the task: it checkpoints what it has
-            while queue:  # Ray queues tasks itself; submitting all at once lets it fill the cluster
-                job = queue.pop(0)
-                running[task.remote(job, slot)] = (job, time.perf_counter())
+            while queue and (self.parallel is None or len(running) < self.parallel):
+                job = queue.pop(0)  # Ray queues what it has no room for; --parallel caps what is submitted
+                running[task.options(num_cpus=min(job.cpus, most), num_gpus=gpus).remote(job, slot)] = \
+                    (job, time.perf_counter())
             ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             for ref in ready:
                 job, started = running.pop(ref)

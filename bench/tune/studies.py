@@ -117,7 +117,8 @@ def run_studies(base, studies, optuna_storage, shown, storage, device, data_root
     uri = resolve_tracking_uri(tracking_uri, base.tracking_uri)
     options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, tracking_uri=uri)
     if placement.executor != "local":
-        check_shared_storage(storage, placement.parallel or 2, placement.executor, placement.address, uri)
+        workers = placement.most_workers()  # None: a cluster's count, two or more
+        check_shared_storage(storage, 2 if workers is None else workers, placement.executor, placement.address, uri)
     if placement.executor == "ray":
         check_ray(placement.address)  # in seconds, before the data and the store are prepared
     console = Console()

@@ -49,6 +49,10 @@ class TuneJob:
     parent_run_id: str | None
     name: str = ""  # "w1" under --parallel / Ray (its lines start with it); "" for the worker of a plain bench tune
 
+    @property
+    def cpus(self) -> int:
+        return self.base.numerics.threads
+
     def _study(self):
         storage, _ = open_storage(self.storage)
         return load_or_create(self.settings, storage, make_pruner(*self.pruner))
