@@ -16,6 +16,8 @@ that already exists: draws shared between two purposes make one depend on how of
 | intra_fid    | seed + 2,000,003                              | per-class latents of intra-FID                        |
 | grid         | sha256("<suite>/<dataset>")[:8]               | the latents (or test inputs) of sample grids: the     |
 |              |                                               | same for every trial of a suite and dataset           |
+| grid_noise   | 0                                             | StyleGAN's per-pixel noise in sample grids: one fixed |
+|              |                                               | draw, so grids differ only by the trained networks    |
 | tpe          | (study seed x 1,000,003 + trial number) mod 2^32 | bench tune's sampler for one proposal              |
 """
 
@@ -49,12 +51,17 @@ def grid_seed(suite: str, dataset: str) -> int:
     return int(hashlib.sha256(f"{suite}/{dataset}".encode()).hexdigest()[:8], 16)
 
 
+def grid_noise_seed() -> int:
+    return 0
+
+
 def tpe_seed(study_seed: int, trial_number: int) -> int:
     return (study_seed * TPE_STRIDE + trial_number) % 2**32
 
 
 STREAMS = {"globals": globals_seed, "training": training_seed, "evaluation": evaluation_seed,
-           "intra_fid": intra_fid_seed, "grid": grid_seed, "tpe": tpe_seed}
+           "intra_fid": intra_fid_seed, "grid": grid_seed, "grid_noise": grid_noise_seed,
+           "tpe": tpe_seed}
 
 
 def seed_globals(seed: int) -> None:

@@ -145,18 +145,30 @@ def test_a_truncated_dataset_file_is_named_with_the_fix(monkeypatch, capsys, tmp
     assert "is damaged (it holds 5,000,000 bytes of the 7,840,016 its header announces)" in err
 
 
-def test_executor_placements_that_cannot_work_are_one_line_in_seconds(monkeypatch, capsys, tmp_path):
-    """--per-gpu on the CPU is refused, not ignored; a Ray address where nothing answers is refused before Ray
-    retries it for minutes, by --dry-run too, and by bench tune."""
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None:  # not imported here: Ray reads its settings when imported (conftest)
-        pytest.skip("Ray is an optional extra: uv sync --extra ray")
+def test_per_gpu_on_the_cpu_is_refused_in_one_line(monkeypatch, capsys, tmp_path):
+    """--per-gpu on the CPU is refused, not ignored (no Ray needed for that)."""
     (tmp_path / "s.yaml").write_text(GOOD)
     monkeypatch.chdir(tmp_path)
     for args, message in (
             (["--per-gpu", "2"], "--per-gpu 2: the trials train on the CPU (device auto), where there is no GPU"),
-            (["--parallel", "2", "--per-gpu", "2", "--dry-run"], "--per-gpu 2: the trials train on the CPU"),
+            (["--parallel", "2", "--per-gpu", "2", "--dry-run"], "--per-gpu 2: the trials train on the CPU")):
+        code, out, err = bench_main(monkeypatch, capsys, "run", "s.yaml", "--runs-dir", "runs", *args)
+        assert code == 2 and err.count("\n") == 1 and message in err, (args, err)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_executor_placements_that_cannot_work_are_one_line_in_seconds(monkeypatch, capsys, tmp_path):
+    """A Ray address where nothing answers is refused before Ray retries it for minutes, by --dry-run too, and by
+    bench tune."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:  # not imported here: Ray reads its settings when imported (conftest)
+        if os.environ.get("BENCH_REQUIRE_RAY"):
+            pytest.fail("Ray is not installed, and BENCH_REQUIRE_RAY says it must be (uv sync --extra ray)")
+        pytest.skip("Ray is an optional extra: uv sync --extra ray")
+    (tmp_path / "s.yaml").write_text(GOOD)
+    monkeypatch.chdir(tmp_path)
+    for args, message in (
             (["--executor", "ray", "--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers at "
                                                                 "127.0.0.1:1 (Connection refused)"),
             (["--executor", "ray", "--address", "127.0.0.1:1", "--dry-run"], "no Ray cluster answers at"),

@@ -288,10 +288,12 @@ def test_minifigs_are_every_usable_figure_once(built):
 
 @pytest.mark.slow
 def test_minifigs_are_150px_and_faces_100px_rgb(built):
-    for path in (built.out / "minifigs").glob("*.png"):
+    minifigs, faces = sorted((built.out / "minifigs").glob("*.png")), sorted((built.out / "faces").rglob("*.png"))
+    assert len(minifigs) == 11 and len(faces) == 10  # the loops below check every image, and there are images
+    for path in minifigs:
         with Image.open(path) as image:
             assert (image.size, image.mode) == ((150, 150), "RGB"), path.name
-    for path in (built.out / "faces").rglob("*.png"):
+    for path in faces:
         with Image.open(path) as image:
             assert (image.size, image.mode) == ((100, 100), "RGB"), path.name
 

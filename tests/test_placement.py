@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -83,4 +85,10 @@ def test_the_random_streams_keep_their_values():
     assert streams.grid_seed("quickstart", "digits") == 0x52E7121C  # sha256("quickstart/digits")[:8]
     first = torch.randn(3, generator=streams.generator(streams.evaluation_seed(0)))
     assert torch.equal(first, torch.randn(3, generator=torch.Generator().manual_seed(1_000_003)))
-    assert set(streams.STREAMS) == {"globals", "training", "evaluation", "intra_fid", "grid", "tpe"}
+    assert streams.grid_noise_seed() == 0
+    assert set(streams.STREAMS) == {"globals", "training", "evaluation", "intra_fid", "grid", "grid_noise", "tpe"}
+    # the methods and networks draw from the streams they are given (or the table's), never from a seed of their own
+    root = Path(streams.__file__).parent
+    own = [f"{p.relative_to(root)}:{n}" for folder in ("methods", "nets") for p in sorted((root / folder).glob("*.py"))
+           for n, line in enumerate(p.read_text().splitlines(), 1) if "manual_seed(" in line]
+    assert not own, f"seeded outside bench/streams.py: {own}"

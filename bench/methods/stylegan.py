@@ -27,6 +27,7 @@ from bench.methods.ema import ema_beta, ema_copy, ema_update
 from bench.methods.objectives import SoftplusNonSaturating
 from bench.methods.penalties import r1_penalty
 from bench.nets.style import StyleDiscriminator, StyleGenerator
+from bench.streams import generator, grid_noise_seed
 
 OBJECTIVE = SoftplusNonSaturating()
 
@@ -85,7 +86,7 @@ class StyleGAN(Method):
         return {"z": z, "noise": noise}
 
     def grid_latents(self, z: torch.Tensor) -> Latents:
-        noise = torch.randn(z.shape[0], self.noise_size(), generator=torch.Generator().manual_seed(0))
+        noise = torch.randn(z.shape[0], self.noise_size(), generator=generator(grid_noise_seed()))
         return {"z": z, "noise": noise}
 
     def generate(self, latents: Latents, network: str | None = None) -> torch.Tensor:

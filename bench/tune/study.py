@@ -1,4 +1,4 @@
-"""An Optuna study over one method of a suite, each proposal a bench trial trained by `bench.runner.run_trial`.
+"""An Optuna study over one method of a suite, each proposal a bench trial trained by `bench.trial.run_trial`.
 
 - Storage: `sqlite:///optuna.db` by default (one process); a file path that is not a URL is a JournalStorage file
   (several processes on one machine; optuna-dashboard reads it); any SQLAlchemy URL (PostgreSQL) for several
