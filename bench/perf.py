@@ -9,7 +9,6 @@ Imports only torch (and bench's torch-only modules), so it runs on a GPU box tha
 
 from __future__ import annotations
 
-import atexit
 import io
 import multiprocessing
 import os
@@ -133,9 +132,9 @@ _WORKERS: dict[str, ProcessPoolExecutor] = {}
 
 
 def _worker(mode: str) -> ProcessPoolExecutor:
-    """One process per mode for the whole `bench perf train` (its ~8 s start paid once): "portable" (bench's pinned
-    kernels), "native" (the machine's, no knob of bench's inherited) or "plain" (as native, for the plain loop, in
-    a process where bench's loop never ran)."""
+    """One process per mode for the whole `bench perf train` (its ~8 s start paid once; perf_train stops them when
+    it ends): "portable" (bench's pinned kernels), "native" (the machine's, no knob of bench's inherited) or "plain"
+    (as native, for the plain loop, in a process where bench's loop never ran)."""
     if mode not in _WORKERS:
         saved = dict(os.environ)
         if mode == "portable":
@@ -149,8 +148,14 @@ def _worker(mode: str) -> ProcessPoolExecutor:
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        atexit.register(_WORKERS[mode].shutdown)
     return _WORKERS[mode]
+
+
+def _stop_workers() -> None:
+    """Idle workers left behind slowed what came after in the same process 6x (a 550-step cdcgan 69 s instead of 11
+    after `bench check`'s throughput row, measured on 2 cores): they go when the benchmark ends."""
+    while _WORKERS:
+        _WORKERS.popitem()[1].shutdown()
 
 
 def step_flops(method: str, data: ImageSet, batch_size: int, device, width: int) -> int:
@@ -308,6 +313,13 @@ def perf_train(methods: list[str], resolutions: list[int], paths: list[str] | No
     step, achieved TFLOP/s and, on a GPU with a known peak, the fraction of it. The plain loop and each path run
     in interleaved rounds (the order rotating), so a change in machine load hits all of them; each figure is the
     median of `repeats` rounds."""
+    try:
+        return _perf_train(methods, resolutions, paths, batch_size, steps, warmup, repeats, device_name, width, say)
+    finally:
+        _stop_workers()
+
+
+def _perf_train(methods, resolutions, paths, batch_size, steps, warmup, repeats, device_name, width, say):
     device = devices.resolve(device_name)
     paths = paths or default_paths(device)
     for name in methods:
