@@ -291,7 +291,7 @@ class _Held:
 
         start = time.time()
         time.sleep(self.seconds)
-        return ray.get_runtime_context().get_assigned_resources(), start, time.time()
+        return self.cpus, ray.get_runtime_context().get_assigned_resources(), start, time.time()
 
     def lost(self, why, say):
         raise AssertionError(why)
@@ -334,9 +334,9 @@ def test_ray_tasks_give_the_local_executors_records(tmp_path):
         # shared 2 cores); --parallel caps how many run at once (all were submitted, whatever it said)
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test's jobs: the workers lack tests/
         assigned = ray_jobs(Placement("ray"), [_Held(cpus=2), _Held(cpus=1), _Held(cpus=9)])
-        assert [a["CPU"] for a, _, _ in assigned] == [2.0, 1.0, 4.0]  # at most a node's 4 CPUs
-        one_at_a_time = sorted((start, end) for _, start, end in ray_jobs(Placement("ray", parallel=1),
-                                                                          [_Held(1, 1.0), _Held(1, 1.0)]))
+        assert sorted((asked, a["CPU"]) for asked, a, _, _ in assigned) == [(1, 1.0), (2, 2.0), (9, 4.0)]  # <= a node's
+        one_at_a_time = sorted((start, end) for _, _, start, end in ray_jobs(Placement("ray", parallel=1),
+                                                                             [_Held(1, 1.0), _Held(1, 1.0)]))
         assert one_at_a_time[0][1] <= one_at_a_time[1][0], one_at_a_time
     finally:
         ray.shutdown()
