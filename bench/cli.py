@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from bench import cli_options as opt
-from bench import devices
+from bench import devices, numerics
 from bench.data.cli import app as data_app
 from bench.errors import BenchError, Interrupted
 from bench.metrics.cache import default_cache_dir
@@ -35,10 +35,13 @@ def _print_version(asked: bool) -> None:
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                           help="print bench's version (and git commit, when known) and exit")] = False,
 ) -> None:
     """Reproducible comparative studies of GANs."""
+    if ctx.invoked_subcommand and "--help" not in sys.argv[1:]:  # a command runs: torch's settings for it (not help)
+        numerics.command_defaults()
 
 
 def version_line() -> str:
@@ -165,12 +168,12 @@ def reproduce(
 def list_registry(what: Annotated[str, typer.Argument(help="methods or datasets")]) -> None:
     """List what a registry holds, one line each."""
     if what == "methods":
-        from bench.methods import METHODS  # the registries load torch: only for the listing asked for
+        from bench.methods import METHODS  # the methods' registry: only for the listing asked for
 
         for name in sorted(METHODS):
             typer.echo(f"{name:<14} {METHODS[name].description}")
     elif what == "datasets":
-        from bench.data import DATASETS  # the registries load torch: only for the listing asked for
+        from bench.data import DATASETS  # the methods' registry: only for the listing asked for
 
         for name in sorted(DATASETS):
             typer.echo(f"{name:<14} {DATASETS[name].description}")
@@ -188,7 +191,7 @@ def perf_train(
 ) -> None:
     """Steps/s, images/s and TFLOP/s of bench's loop with each fast path, beside a plain hand-written PyTorch loop
     (same nets, same device)."""
-    from bench.perf import perf_train as measure  # torch and the nets: only when the benchmark runs
+    from bench.perf import perf_train as measure  # the nets and the loops: only when the benchmark runs
 
     try:
         sizes = [int(r) for r in resolutions.split(",")]
@@ -206,7 +209,7 @@ def perf_suite(
     parallel: int = 2, per_gpu: int = 4, device: str = "auto",
 ) -> None:
     """Trials/hour of an 8-trial suite: sequential vs --parallel (vs --per-gpu on a GPU)."""
-    from bench.perf import perf_suite as measure  # torch and the runner: only when the benchmark runs
+    from bench.perf import perf_suite as measure  # the runner: only when the benchmark runs
 
     measure(trials, steps, resolution, batch_size, width, parallel, [per_gpu], device, say=typer.echo)
 
@@ -226,7 +229,7 @@ def check(
 ) -> None:
     """Self-test of this machine: every method trains with every numerics path on the device, fp32 agrees with the
     CPU, deterministic runs repeat, and throughput, trials/hour and peak memory. Exit 1 names each failure."""
-    from bench.check import run_check, run_numerics  # torch and the training path: only when the check runs
+    from bench.check import run_check, run_numerics  # the training path: only when the check runs
 
     if numerics:
         raise typer.Exit(run_numerics(out, against or [], say=typer.echo))

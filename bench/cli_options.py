@@ -1,6 +1,5 @@
 """The options `bench run` and `bench tune` share, written once with their help, and the one rule that turns
---executor, --parallel, --per-gpu and --address into a Placement. Imports only typer and leaves: the CLI loads
-this module to parse flags, before torch."""
+--executor, --parallel, --per-gpu and --address into a Placement. Imports only typer and leaves."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Devices: one rule for every command and executor. A device name (auto, cpu, cuda, cuda:N, mps) becomes a
 torch.device here; "does this train on CUDA?" is decided here; so is how many CPU threads a slot gets.
 
-torch is imported inside the functions: the CLI checks names with DEVICE_PATTERN while parsing its options, before
-anything loads torch.
+torch is imported inside the functions: the CLI checks names with DEVICE_PATTERN while parsing its options, which
+needs no torch.
 """
 
 from __future__ import annotations

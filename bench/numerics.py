@@ -1,8 +1,9 @@
 """Numerics: what decides a trial's bits, pinned by default so that any x86-64 machine with AVX2 (Intel or AMD,
 with or without AVX-512 and AMX, any core count) computes the same bits on the CPU, and recorded in every record.
 
-Process knobs, read once by torch's libraries when they load, so bench sets them before torch is imported
-(`pin_process`, called by bench/__init__.py; worker processes and Ray tasks inherit or are given the environment):
+Process knobs, read once by torch's libraries when they load, so bench sets them in the environment before torch is
+imported (`pin_process`, called by bench/__init__.py, which loads no torch; worker processes and Ray tasks inherit or
+are given the environment):
 
     ATEN_CPU_CAPABILITY=avx2   ATen's own vector kernels, torch.randn's Box-Muller among them, as on any AVX2 CPU
     MKL_CBWR=COMPATIBLE        MKL's conditional numerical reproducibility: the SSE2 branch without approximate
@@ -63,8 +64,10 @@ def process_mode() -> str:
 
 def pin_process() -> None:
     """Set the process knobs (above) unless BENCH_NUMERICS=native, or on an x86 CPU without AVX2 and FMA (where
-    ATen's AVX2 kernels would stop at an illegal instruction; portable trials then refuse to run). Effective only
-    before torch loads: afterwards the libraries have read them already, which `process_pinned` then reports."""
+    ATen's AVX2 kernels would stop at an illegal instruction; portable trials then refuse to run). Environment only:
+    it neither loads torch nor changes its settings (`command_defaults` does, for the commands that compute).
+    Effective only before torch loads: afterwards its libraries have read them already, which `process_pinned`
+    then reports."""
     global _TORCH_BEFORE_PIN
     _TORCH_BEFORE_PIN = "torch" in sys.modules  # then its libraries may have read their settings already
     for name, value in CUDA_ENV.items():
@@ -73,9 +76,18 @@ def pin_process() -> None:
         return
     _USER_ENV.update({k: os.environ.get(k) for k in PORTABLE_ENV})
     os.environ.update(PORTABLE_ENV)  # a user's own ATEN_CPU_CAPABILITY would make the bits the machine's
-    import torch  # loaded now, with the knobs in place; its defaults in this process become the portable ones
 
-    torch.set_num_threads(DEFAULT_THREADS)  # anything computed outside a trial (bench fid) too
+
+def command_defaults() -> None:
+    """torch's process-wide settings of the portable mode, for what a command computes outside a trial's own
+    settings (`bench fid`'s features, `bench sample`'s images, the data a suite prepares): DEFAULT_THREADS threads,
+    oneDNN and NNPACK off. Called by bench's commands that compute (and by the tests, as those commands), never at
+    import: a notebook that imports bench keeps torch's defaults. Nothing in the native mode or an unpinned process."""
+    if process_mode() != "portable" or not process_pinned():
+        return
+    import torch  # the settings are torch's
+
+    torch.set_num_threads(DEFAULT_THREADS)
     torch.backends.mkldnn.enabled = False
     torch.backends.nnpack.set_flags(False)
 

@@ -325,8 +325,9 @@ def data() -> dict[str, str]:
     """The data pipeline before training: bench's resize (bilinear, antialiased down) of a pattern down and up, and
     the digits as suites load them (8 px, resized up)."""
     image = pattern(2 * 3 * 64 * 64).view(2, 3, 64, 64)
-    return {"data.resize[64->16]": digest(resize(image, 16)), "data.resize[64->128]": digest(resize(image, 128)),
-            **{f"data.digits[{px}px]": digest(load_dataset("digits", px).images) for px in (16, 32)}}
+    with numerics.trial_numerics(True, numerics.DEFAULT_THREADS, False, torch.device("cpu")):  # a command's settings
+        return {"data.resize[64->16]": digest(resize(image, 16)), "data.resize[64->128]": digest(resize(image, 128)),
+                **{f"data.digits[{px}px]": digest(load_dataset("digits", px).images) for px in (16, 32)}}
 
 
 # ---- the whole probe -------------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCAC
 
 import bench  # noqa: E402, F401  (bench before torch in every test process: it pins numerics knobs before torch loads)
 
-importlib.import_module("torch")  # loaded by bench's pin already, unless BENCH_NUMERICS=native: then here
+importlib.import_module("torch")  # loaded here, with bench's knobs in the environment
+bench.numerics.command_defaults()  # what a command of bench computes with: the in-process tests are such commands
 
 # libgomp reads OMP_WAIT_POLICY once, when torch loads it (just now, above). This process keeps the default (a
 # thread spins a while for the next parallel region, then sleeps): PASSIVE here made the in-process trainings of

@@ -35,8 +35,9 @@ def verdicts(out: str) -> list[str]:
 
 
 def test_the_knobs_are_in_place_before_torch_loads_in_a_fresh_process(tmp_path):
-    probe = ("import bench, os, torch; print(os.environ['ATEN_CPU_CAPABILITY'], os.environ['MKL_CBWR'], "
-             "torch.backends.cpu.get_cpu_capability(), torch.backends.mkldnn.enabled, torch.get_num_threads())")
+    probe = ("import bench, os, torch; bench.numerics.command_defaults(); print(os.environ['ATEN_CPU_CAPABILITY'], "
+             "os.environ['MKL_CBWR'], torch.backends.cpu.get_cpu_capability(), torch.backends.mkldnn.enabled, "
+             "torch.get_num_threads())")  # as a command of bench computes
     env = {k: v for k, v in os.environ.items() if k not in numerics.PORTABLE_ENV and k != numerics.MODE_VARIABLE}
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=120)
@@ -66,6 +67,23 @@ def test_a_native_process_started_from_a_pinned_one_inherits_none_of_its_knobs(t
                             cwd=tmp_path, env={k: v for k, v in env.items() if k != numerics.MODE_VARIABLE},
                             capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == [native.stdout.strip(), "True", "-"], out.stderr
+
+
+def test_importing_bench_changes_none_of_torchs_settings(tmp_path):
+    """A notebook that imports bench (its CLI, its metrics) keeps torch's defaults: bench sets only the environment
+    at import, and torch's settings where one of its commands computes (or a trial runs)."""
+    settings = "torch.get_num_threads(), torch.backends.mkldnn.enabled, torch.backends.cpu.get_cpu_capability()"
+    after_bench = f"import bench.cli, bench.metrics, torch; print({settings})"
+    alone = f"import torch; print({settings})"  # the same environment, bench's knobs in it, no bench
+    outs = [subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            for code in (after_bench, alone)]
+    assert all(o.returncode == 0 for o in outs), [o.stderr[-2000:] for o in outs]
+    assert outs[0].stdout == outs[1].stdout and outs[0].stdout.split()[1] == "True", (outs[0].stdout, outs[1].stdout)
+    # and a command that computes gets bench's portable settings: DEFAULT_THREADS threads, oneDNN off
+    command = ("import sys, bench.cli; sys.argv = ['bench', 'data', 'info', 'digits']\ntry:\n    bench.cli.main()\n"
+               f"except SystemExit:\n    pass\nimport torch; print({settings})")
+    ran = subprocess.run([sys.executable, "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert ran.stdout.split()[-3:] == [str(numerics.DEFAULT_THREADS), "False", "AVX2"], ran.stdout + ran.stderr
 
 
 def test_this_test_process_computes_with_the_pinned_kernels():

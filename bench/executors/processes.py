@@ -35,6 +35,7 @@ from bench.progress import Console
 
 def _worker_main(conn: Connection, slot: Slot, quiet: bool) -> None:
     """Run the jobs this process is sent until it is sent None."""
+    numerics.command_defaults()  # as the command that started it: torch's portable settings for the data it loads
     console = Console(live=False, milestones=False)
 
     def say(line: str) -> None:  # through the parent, which prints it above its status line

@@ -104,6 +104,7 @@ def check_remote_store(address: str | None, tracking_uri: str | None) -> None:
 
 def _run_task(job: Job, slot: Slot) -> tuple[str, Any]:
     """Runs on a Ray worker: the job, and ("result", value) or ("interrupted", what it said) back."""
+    numerics.command_defaults()  # as a bench command: torch's portable settings for the data it loads
     console = Console(live=False, milestones=False)
     try:
         return "result", job(Context(slot, console.say, console, bool))
