@@ -115,7 +115,7 @@ def run_trials(trials: list[Trial], options: RunOptions, say: Callable[[str], No
     executor = make_executor(placement, options.device, {t.device for t in trials}, console, say,
                              quiet=options.quiet_workers, tracking_uri=options.tracking_uri)
     data = prepare(trials, options, say)
-    if placement.executor == "local":
+    if executor.in_process:
         executor.cache["data"] = data  # loaded by the checks: the trials here train on it
     counts: Counter = Counter()
     pending, failed = [], []
@@ -139,7 +139,7 @@ def run_trials(trials: list[Trial], options: RunOptions, say: Callable[[str], No
         stopped = executor.run(jobs, tally, stop_requested)
     console.done()
     if stopped or stop_requested():
-        raise Interrupted(_interrupted(stopped, counts, len(trials), placement.executor == "local", say))
+        raise Interrupted(_interrupted(stopped, counts, len(trials), executor.in_process, say))
     return SuiteResult(counts, pending, failed)
 
 

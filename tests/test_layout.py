@@ -122,3 +122,18 @@ def test_function_level_imports_of_bench_say_why():
             if any(n and n.split(".")[0] in PACKAGES for n in names) and not _reasoned(lines, node, body):
                 offenders.add(f"{path.relative_to(REPO)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert not offenders, f"{len(offenders)} function-level imports without a reason:\n" + "\n".join(sorted(offenders))
+
+
+def test_only_the_executors_package_tells_executors_apart_by_name():
+    """Callers ask an executor what they need (in_process, live_status, workers_line, capacity) and a Placement
+    (capped, most_workers); `make_executor` is the one switch on the name."""
+    found = []
+    for path in sorted((REPO / "bench").rglob("*.py")):
+        if "executors" in path.relative_to(REPO / "bench").parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare) and any(
+                    isinstance(side, ast.Attribute) and side.attr == "executor" or
+                    isinstance(side, ast.Name) and side.id == "executor" for side in [node.left, *node.comparators]):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not found, f"compare an executor's name outside bench/executors/: {found}"

@@ -9,7 +9,7 @@ from bench.errors import BenchError
 from bench.executors.base import Context, Executor, Job, Placement, Slot, plan_slots, slot_device
 from bench.executors.local import LocalExecutor
 from bench.executors.processes import ProcessExecutor
-from bench.executors.ray_tasks import RayExecutor, import_ray, is_local_address
+from bench.executors.ray_tasks import RayExecutor, check_ray, import_ray, is_local_address
 from bench.progress import Console
 
 
@@ -30,5 +30,18 @@ def make_executor(placement: Placement, device: str | None, device_names: set[st
     raise BenchError(f"--executor {placement.executor}: unknown; use local, parallel (--parallel N) or ray")
 
 
+def check_reachable(placement: Placement) -> None:
+    """What a Placement needs that is checked in seconds, before any data or store is prepared: a Ray head that
+    answers (the other executors need nothing outside this machine)."""
+    if placement.executor == "ray":
+        check_ray(placement.address)
+
+
+def on_other_machines(placement: Placement) -> bool:
+    """Whether its workers may run on other machines (Ray at a non-local address): they cannot open this one's files."""
+    return placement.executor == "ray" and not is_local_address(placement.address)
+
+
 __all__ = ["Context", "Executor", "Job", "LocalExecutor", "Placement", "ProcessExecutor", "RayExecutor", "Slot",
-           "import_ray", "is_local_address", "make_executor", "plan_slots", "slot_device"]
+           "check_reachable", "import_ray", "is_local_address", "make_executor", "on_other_machines", "plan_slots",
+           "slot_device"]

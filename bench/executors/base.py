@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from bench import devices
@@ -28,6 +28,12 @@ class Placement:
     parallel: int | None = None  # None: 1 here; with Ray, as many as the cluster has slots
     per_gpu: int = 1
     address: str | None = None
+
+    def capped(self, jobs: int) -> Placement:
+        """At most `jobs` workers: no more processes (or Ray tasks asked for) than there is work."""
+        if self.executor == "local" or (self.executor == "ray" and self.parallel is None):
+            return self
+        return replace(self, parallel=min(self.parallel or 1, jobs))
 
     def most_workers(self) -> int | None:
         """How many workers can run at once: 1 locally, --parallel (else 1) in processes; None where the cluster
@@ -74,8 +80,15 @@ class Executor(Protocol):
 
     def __exit__(self, *exc) -> None: ...
 
+    in_process: bool  # jobs run here, one after another, sharing this process's cache (the local executor)
+    live_status: bool  # a refreshed status line suits its workers' output (processes on a terminal; not Ray's log)
+
     def capacity(self) -> int:
         """How many jobs run at once."""
+        ...
+
+    def workers_line(self, n: int, what: str) -> str | None:
+        """The line announcing `n` workers of `what` ("tune workers"), or None where there are none to announce."""
         ...
 
     def run(self, jobs: list[Job], on_result: Callable[[Job, Any], None], stop_requested: Callable[[], bool],

@@ -22,8 +22,13 @@ class LocalExecutor:
     def __exit__(self, *exc) -> None:
         pass
 
+    in_process, live_status = True, False
+
     def capacity(self) -> int:
         return 1
+
+    def workers_line(self, n: int, what: str) -> str | None:
+        return None
 
     def run(self, jobs: list[Job], on_result: Callable[[Job, Any], None], stop_requested: Callable[[], bool],
             status: Callable[[], None] | None = None) -> list[str]:

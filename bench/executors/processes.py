@@ -83,8 +83,17 @@ class ProcessExecutor:
     def __exit__(self, *exc) -> None:
         pass
 
+    in_process = False
+
+    @property
+    def live_status(self) -> bool:
+        return self.console.live
+
     def capacity(self) -> int:
         return len(self.slots)
+
+    def workers_line(self, n: int, what: str) -> str | None:
+        return f"parallel: {n} {what} on this machine"
 
     def _start(self, worker: _Worker) -> None:
         parent, child = self.context.Pipe()

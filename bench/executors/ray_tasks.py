@@ -154,6 +154,11 @@ class RayExecutor:
             self.ray.shutdown()
             self.started_here = False
 
+    in_process, live_status = False, False  # the workers' lines come through Ray's own log: plain status lines
+
+    def workers_line(self, n: int, what: str) -> str | None:
+        return f"ray: {n} {what} on the cluster at {self.address or 'local'}"
+
     def capacity(self) -> int:
         """Jobs at once: --parallel, else the cluster's slots (GPUs x K for CUDA jobs, else its CPUs over the
         threads a trial computes with by default)."""

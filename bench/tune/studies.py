@@ -12,8 +12,7 @@ import typer
 
 from bench.data import DATASETS
 from bench.errors import BenchError, Interrupted
-from bench.executors import Placement, make_executor
-from bench.executors.ray_tasks import check_ray
+from bench.executors import Placement, check_reachable, make_executor
 from bench.interrupts import ctrl_c_stops_training
 from bench.methods import METHODS, get_method
 from bench.progress import Console
@@ -116,11 +115,8 @@ def run_studies(base, studies, optuna_storage, shown, storage, device, data_root
     placement = placement or Placement()
     uri = resolve_tracking_uri(tracking_uri, base.tracking_uri)
     options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, tracking_uri=uri)
-    if placement.executor != "local":
-        workers = placement.most_workers()  # None: a cluster's count, two or more
-        check_shared_storage(storage, 2 if workers is None else workers, placement.executor, placement.address, uri)
-    if placement.executor == "ray":
-        check_ray(placement.address)  # in seconds, before the data and the store are prepared
+    check_shared_storage(storage, placement, uri)
+    check_reachable(placement)  # in seconds, before the data and the store are prepared
     console = Console()
     # everything checkable before training: the default trial of each study, the runs folder, the tracking store
     defaults = [make_trial(base, s.method, s.dataset, s.seed) for s in studies]
@@ -147,7 +143,7 @@ def run_studies(base, studies, optuna_storage, shown, storage, device, data_root
         start = time.perf_counter()
         job = TuneJob(base, settings, storage, pruner_args, options, parent)
         trained, workers = _run_workers(job, placement, default, console, study, data)
-        who = "this worker trained" if placement.executor == "local" else f"its {workers} workers trained"
+        who = f"its {workers} workers trained" if workers else "this worker trained"
         c = counts(study)
         seconds = time.perf_counter() - start
         done = c["COMPLETE"] + c["PRUNED"]
@@ -164,38 +160,35 @@ def run_studies(base, studies, optuna_storage, shown, storage, device, data_root
 
 
 def _run_workers(job: TuneJob, placement: Placement, default, console, study, data) -> tuple[int, int]:
-    """(trials trained, workers) of one study run by `placement`'s workers, each a copy of `job`; a worker's error
-    is one BenchError; Ctrl-C is one Interrupted once every worker has put its trial in order."""
+    """(trials trained, workers: 0 for this process alone) of one study run by `placement`'s workers, each a copy of
+    `job`; a worker's error is one BenchError; Ctrl-C is one Interrupted once every worker has put its trial in
+    order."""
     trials = job.settings.trials
-    if placement.executor == "parallel":  # no more processes than the study has trials
-        placement = replace(placement, parallel=min(placement.parallel or 1, trials))
+    placement = placement.capped(trials)  # no more workers than the study has trials
     executor = make_executor(placement, job.options.device, {default.device}, console, cache={"data": data},
                              tracking_uri=job.options.tracking_uri)
     results: list[dict] = []
     with ctrl_c_stops_training() as stop_requested, executor:
-        n = 1 if placement.executor == "local" else min(placement.parallel or executor.capacity(), trials)
-        jobs = [job] if n == 1 and placement.executor == "local" else [replace(job, name=f"w{i}")
-                                                                        for i in range(1, n + 1)]
-        if placement.executor == "parallel":
-            console.say(f"parallel: {n} tune workers on this machine")
-        elif placement.executor == "ray":
-            console.say(f"ray: {n} tune workers on the cluster at {placement.address or 'local'}")
-        # on Ray the workers' lines come through Ray's own log: the study's status stays plain lines there
-        progress = None if placement.executor == "local" else StudyProgress(
-            study, trials, console, console.live and placement.executor == "parallel")
+        n = min(placement.parallel or executor.capacity(), trials)
+        if executor.in_process:
+            jobs = [job]
+        else:
+            jobs = [replace(job, name=f"w{i}") for i in range(1, n + 1)]
+            console.say(executor.workers_line(n, "tune workers"))
+        progress = None if executor.in_process else StudyProgress(study, trials, console, executor.live_status)
         stopped = executor.run(jobs, lambda _, result: results.append(result), stop_requested, progress)
     console.done()
     errors = [r["error"] for r in results if "error" in r]
     if errors:
         raise BenchError(errors[0])
     if stopped or stop_requested():
-        if placement.executor == "local":
+        if executor.in_process:
             raise Interrupted(stopped[0] if stopped else "interrupted between trials; the same command resumes "
                               "the study")
         for line in stopped:
             console.say(line)
         raise Interrupted("interrupted: the running trials checkpointed; the same command resumes the study")
-    return sum(r.get("trained", 0) for r in results), len(jobs)
+    return sum(r.get("trained", 0) for r in results), 0 if executor.in_process else len(jobs)
 
 
 def _export(base, settings, optuna_storage, out: Path, seeds: int) -> None:

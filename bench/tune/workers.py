@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.batches import DataCache
 from bench.errors import BenchError, Interrupted
-from bench.executors import Context, is_local_address, slot_device
+from bench.executors import Context, Placement, on_other_machines, slot_device
 from bench.progress import duration
 from bench.runs import RunOptions
 from bench.suite import Suite
@@ -87,11 +87,12 @@ class TuneJob:
         return self if short else None
 
 
-def check_shared_storage(storage: str | None, workers: int, executor: str, address: str | None,
-                         tracking_uri: str | None) -> None:
+def check_shared_storage(storage: str | None, placement: Placement, tracking_uri: str | None) -> None:
     """One line, before anything trains, when the workers could not share the study or write the records."""
     text = storage or "sqlite:///optuna.db"
-    if executor == "ray" and not is_local_address(address):
+    workers = placement.most_workers()  # None: a cluster's count, two or more
+    address = placement.address
+    if on_other_machines(placement):
         if "://" not in text or text.startswith("sqlite"):
             raise BenchError(f"--executor ray --address {address}: workers on other machines cannot open the study "
                              f"storage '{text}' of this one; give a database they can reach "
@@ -100,9 +101,10 @@ def check_shared_storage(storage: str | None, workers: int, executor: str, addre
             raise BenchError(f"--executor ray --address {address}: the workers on other machines cannot write to "
                              f"the tracking store '{tracking_uri or 'none'}' of this one; start an MLflow server "
                              "(`mlflow server --host 0.0.0.0`) and pass --tracking-uri http://HOST:5000")
-    elif workers > 1 and text.startswith("sqlite"):
-        raise BenchError(f"{workers} tune workers share the study through its storage, and SQLite ('{text}') is "
-                         "one process's: give --storage FILE.journal (this machine) or a PostgreSQL URL (machines)")
+    elif (workers is None or workers > 1) and text.startswith("sqlite"):
+        raise BenchError(f"{workers or 'several'} tune workers share the study through its storage, and SQLite "
+                         f"('{text}') is one process's: give --storage FILE.journal (this machine) or a PostgreSQL "
+                         "URL (machines)")
 
 
 class StudyProgress:
