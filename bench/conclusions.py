@@ -23,11 +23,13 @@ from bench.methods import get_method
 from bench.progress import Console
 from bench.report import tables
 from bench.reproduce import from_report, read_table, retrain, verdict
+from bench.results import FID, summary_name, tabled
 from bench.suite import select
 from bench.train import TrialDiverged
 
-METRICS = ("fid_final", "kid_final", "intra_fid_final")  # the report's tables of final values with an interval
-HEADLINE = "fid_final"  # the metric of the best row and of the significance tests
+# the report's tables of final values with an interval (bench/results.py), and the one of the best row and the tests
+METRICS = tuple(summary_name(m.final[0]) for m in tabled())
+HEADLINE = summary_name(FID.final[0])
 
 
 def _read(folder: Path, name: str) -> pd.DataFrame | None:

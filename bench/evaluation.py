@@ -11,6 +11,7 @@ import torch
 from bench.metrics import Reference, evaluate_generator, evaluate_per_class
 from bench.metrics.translation import evaluate_translation
 from bench.progress import Console, StepProgress
+from bench.results import BEST_STEP, METRICS, summaries
 from bench.runs import RunOptions
 from bench.streams import evaluation_seed, generator, intra_fid_seed
 from bench.suite import Trial
@@ -39,7 +40,7 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
                 bar.update(done)
 
         values: dict[str, float] = {}
-        metrics = [m for m in spec.metrics if m != "intra_fid"]
+        metrics = [m for m in spec.metrics if METRICS[m].compute]  # one feature space: intra-FID has its own path
         if method.task == "translation":
             result = evaluate_translation(method.translate, method.directions, {"a": held_out.a, "b": held_out.b},
                                           held_out.paired, reference, n=spec.n_fake, mode=spec.mode, device=device,
@@ -97,30 +98,11 @@ def _intra_fid(method, trial: Trial, reference, tracker, step: int, device, opti
     return _record(result, tracker, step)
 
 
-def summary_values(evaluations: list[dict]) -> dict[str, float]:
-    """A finished trial's summary metrics (fid_final, fid_best, kid_final, ...) from its evaluations."""
-    if not evaluations:
-        return {}
-    final = evaluations[-1]
-    summary: dict[str, float] = {}
-    if "fid" in final:
-        best = min((e for e in evaluations if "fid" in e), key=lambda e: (e["fid"], e["step"]))
-        summary.update(fid_final=final["fid"], fid_best=best["fid"], fid_best_step=best["step"])
-    if "kid_mean" in final:
-        summary["kid_final"] = final["kid_mean"]
-    if "intra_fid" in final:
-        summary["intra_fid_final"] = final["intra_fid"]
-    for name in ("fid_a2b", "fid_b2a", "kid_a2b_mean", "kid_b2a_mean", "l1_a2b", "psnr_a2b", "ssim_a2b"):
-        if name in final:  # translation: each direction's final value
-            summary[f"{name.removesuffix('_mean')}_final"] = final[name]
-    return summary
-
-
 def log_summary(tracker, evaluations: list[dict]) -> None:
-    summary = summary_values(evaluations)
+    summary = summaries(evaluations)
     if not summary:
         return
     final = evaluations[-1]
-    if "fid_best_step" in summary:
-        tracker.set_tags({"eval.best_step": summary["fid_best_step"], "eval.final_step": final["step"]})
+    if BEST_STEP in summary:
+        tracker.set_tags({"eval.best_step": summary[BEST_STEP], "eval.final_step": final["step"]})
     tracker.log_metrics(summary, step=final["step"])

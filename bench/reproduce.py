@@ -23,9 +23,10 @@ from pydantic import ValidationError
 from bench import devices, numerics
 from bench.batches import DataCache
 from bench.errors import BenchError
-from bench.evaluation import make_evaluator, summary_values
+from bench.evaluation import make_evaluator
 from bench.methods import get_method
 from bench.progress import Console, StepProgress
+from bench.results import summaries, tabled
 from bench.runs import RunOptions
 from bench.suite import Trial, select
 from bench.tracking import DEFAULT_TRACKING_URI, import_mlflow, reading
@@ -35,6 +36,8 @@ CSV_DIGITS = "%.10g"  # the report's CSV precision (bench/report/render.py)
 # FID and KID come from Inception run with this machine's kernels (numerics.feature_kernels): equal to the bit on
 # the machine that recorded them, within this relative tolerance elsewhere (features agree to ~1e-5)
 METRIC_TOLERANCE = 1e-4
+# the summaries a re-training is compared on: those of the report's tables of final values (and best FID)
+COMPARED = tuple(n for m in tabled() for n in m.summaries if not n.endswith("_best_step"))
 IGNORED = ("images_per_s",)  # logged beside the losses, but a measurement of time, not a number of the trial
 
 
@@ -104,8 +107,7 @@ def from_report(folder: Path) -> list[Record]:
         names = [c for c in part.columns if c.startswith("loss_")]
         try:
             losses = {int(r["step"]): {n: float(r[n]) for n in names if not pd.isna(r[n])} for _, r in part.iterrows()}
-            metrics = {n: float(row[n]) for n in ("fid_final", "fid_best", "kid_final", "intra_fid_final")
-                       if n in row and not pd.isna(row[n])}
+            metrics = {n: float(row[n]) for n in COMPARED if n in row and not pd.isna(row[n])}
         except (TypeError, ValueError) as err:
             raise BenchError(f"{curves_csv} or {trials_csv}: trial {row['run_id']} holds a value that is not a "
                              f"number ({err}); regenerate the report with `bench report`") from None
@@ -164,8 +166,7 @@ def from_store(target: str, tracking_uri: str | None) -> list[Record]:
             if name.startswith("loss_"):
                 for m in client.get_metric_history(run.info.run_id, name):
                     losses.setdefault(int(m.step), {})[name] = float(m.value)
-        metrics = {n: float(v) for n, v in run.data.metrics.items()
-                   if n in ("fid_final", "fid_best", "kid_final", "intra_fid_final")}
+        metrics = {n: float(v) for n, v in run.data.metrics.items() if n in COMPARED}
         fingerprint = {k.removeprefix("fingerprint."): v for k, v in tags.items() if k.startswith("fingerprint.")}
         device = run.data.params.get("device", "cpu")
         records.append(Record(trial, dict(sorted(losses.items())), metrics, fingerprint, device, exact=True,
@@ -206,7 +207,7 @@ def retrain(record: Record, steps: int | None, device_name: str | None, data_roo
         result = trainer.run(stop_after=end, progress=lambda step, total, means, rate: bar.update(step))
         console.done()
     finished = result.steps == trainer.total
-    return losses.logged, summary_values(result.evaluations) if finished else None, device
+    return losses.logged, summaries(result.evaluations) if finished else None, device
 
 
 def compare(record: Record, here: dict[int, dict[str, float]], metrics: dict[str, float] | None,

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bench import results
 from bench.data import DATASETS
 from bench.devices import DEVICE_PATTERN
 from bench.errors import BenchError
@@ -77,7 +78,8 @@ class EvalSpec(Strict):
     n_fake: int = Field(2048, gt=0, description="generated images per evaluation")
     n_real: int | None = Field(None, gt=0, description="reference images (default: the whole split)")
     reference_split: str = "train"
-    metrics: list[Literal["fid", "kid", "prdc", "is", "intra_fid"]] = Field(default_factory=lambda: ["fid"])
+    metrics: list[str] = Field(default_factory=lambda: ["fid"], description="bench/results.py: fid, kid, prdc, "
+                                                                         "is, authpct, intra_fid")
     mode: Literal["clean", "legacy_tensorflow"] = "clean"
     reference_stats: str | None = Field(None, description="precomputed statistics (.npz with mu, sigma) to "
                                                           "compare against instead of the dataset")
@@ -85,6 +87,14 @@ class EvalSpec(Strict):
                                                             "Inception Score; a machine path, not identity")
     n_per_class: int = added(128, gt=1, description="generated images per class for intra_fid (conditional "
                                                    "methods: the FID of each class against its real images)")
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str]) -> list[str]:
+        unknown = [m for m in value if m not in results.selectable()]
+        if unknown:
+            raise ValueError(f"unknown metric '{unknown[0]}'; use some of: {', '.join(results.selectable())}")
+        return value
 
 
 class LogSpec(Strict):
@@ -105,9 +115,16 @@ class TuneSpec(Strict):
     space: dict[str, Any] = Field(default_factory=dict, description="distributions for every tuned method")
     spaces: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per method label")
     trials: int | None = Field(None, gt=0, description="finished or pruned trials per study")
-    objective: Literal["fid_final", "fid_best", "kid_final"] = "fid_final"
+    objective: str = Field(results.HEADLINE, description="bench/results.py: fid_final, fid_best, kid_final")
     pruner: Literal["median", "hyperband", "none"] = "median"
     startup_trials: int = Field(5, ge=0, description="trials the median pruner lets finish before it prunes")
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, value: str) -> str:
+        if value not in results.objectives():
+            raise ValueError(f"unknown objective '{value}'; use one of: {', '.join(results.objectives())}")
+        return value
 
 
 class Numerics(Strict):

@@ -91,6 +91,17 @@ def total_steps(trial: Trial, n_images: int) -> int:
     return max(1, math.ceil(trial.budget.epochs * batches_per_epoch / per_step))
 
 
+# The loop's own state, declared once: each is an attribute of Trainer, saved under its name in every checkpoint and
+# set back from it on resume (with the method's networks, optimizers, RNGs and batch order, which have their own
+# state_dict). A new piece of loop state added here is checkpointed and resumed with no other edit.
+LOOP_STATE = (
+    "step",  # generator steps done
+    "window", "counts", "window_steps",  # the logging window: loss sums, how many steps returned each, its length
+    "first_bad_step",  # the first step with a non-finite loss, -1 if none (on the device, read at log time)
+    "evaluations",  # every evaluation so far: {"step", metric: value, ...}
+)
+
+
 class Trainer:
     """Holds one trial's method (networks, optimizers) and RNG; `run()` trains it to its budget, resuming if it can."""
 
@@ -143,15 +154,13 @@ class Trainer:
             "data_shape": {"channels": self.shape.channels, "resolution": self.shape.resolution,
                            "n_classes": self.shape.n_classes, "classes": list(self.shape.classes),
                            "pairs": self.shape.pairs},
-            "device_type": self.device.type, "step": self.step, "total_steps": self.total,
+            "device_type": self.device.type, "total_steps": self.total,
             "networks": {k: v.state_dict() for k, v in m.nets.items()},
             "optimizers": {k: v.state_dict() for k, v in m.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in m.schedulers.items()},
             "method_state": m.extra_state(),
             "rng": self.rng.get_state(), "global_rng": ckpt_io.global_rng_state(), "order": self.batches.state_dict(),
-            "window": self.window, "counts": self.counts, "window_steps": self.window_steps,
-            "first_bad_step": self.first_bad_step,
-            "evaluations": self.evaluations, "class_weights": self.shape.class_weights,
+            **{name: getattr(self, name) for name in LOOP_STATE}, "class_weights": self.shape.class_weights,
         }
 
     def save(self) -> None:
@@ -184,10 +193,8 @@ class Trainer:
         self.rng.set_state(state["rng"].cpu() if hasattr(state["rng"], "cpu") else state["rng"])
         ckpt_io.restore_global_rng(state["global_rng"])
         self.batches.load_state_dict(state["order"])
-        self.step, self.window_steps = state["step"], state["window_steps"]
-        self.window, self.counts = state["window"], state["counts"]
-        self.first_bad_step = state["first_bad_step"]
-        self.evaluations = state["evaluations"]
+        for name in LOOP_STATE:
+            setattr(self, name, state[name])
         return True
 
     # the loop ------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from bench.files import write_atomic
 from bench.methods import get_method
 from bench.progress import Console, StepProgress
 from bench.recorder import TrialRecorder
+from bench.results import console_keys
 from bench.runs import (
     Outcome,
     RunOptions,
@@ -128,7 +129,7 @@ def _train(trial: Trial, data, device: torch.device, folder: Path, options: RunO
         console.done()
     summary = {"steps": result.steps, **{k: round(v, 4) for k, v in result.final_losses.items()}}
     final = result.evaluations[-1] if result.evaluations else {}
-    for name in ("fid", "intra_fid", "fid_a2b", "fid_b2a"):
+    for name in console_keys():
         if name in final:
             summary[name] = round(final[name], 2)
     if recorder is not None:

@@ -39,6 +39,66 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Markers by requirement, beside `slow` (pyproject.toml): `process` (the test starts another process: bench, a
+# browser, an emulator, a server, a worker pool), `inception` (the real Inception network, ~100 MB of weights and
+# ~0.1 s an image), and the tools a machine may lack: `ray`, `postgres`, `chromium`, `qemu` (skipped where absent,
+# a failure where CI's BENCH_REQUIRE_* says they must be there: tests/support.py REQUIREMENTS). `process` and, in
+# this process, `inception` are checked: a test that starts a process or loads the network unmarked fails (a bench
+# process that loads Inception is marked by hand).
+_used: set[str] = set()
+
+
+CHEAP = (b"git", "git")  # what bench itself asks in passing (the commit a record names): not a process to mark
+
+
+def _noting(what: str, real):
+    def call(*args, **kwargs):
+        program = os.path.basename(args[0][0]) if what == "process" and args and args[0] else None
+        if program not in CHEAP:
+            _used.add(what)
+        return real(*args, **kwargs)
+    return call
+
+
+import _posixsubprocess  # noqa: E402  (multiprocessing's spawn; subprocess keeps its own reference)
+
+subprocess._fork_exec = _noting("process", subprocess._fork_exec)
+_posixsubprocess.fork_exec = _noting("process", _posixsubprocess.fork_exec)
+if hasattr(subprocess, "_posix_spawn"):
+    subprocess._USE_POSIX_SPAWN = False  # one way to start a process, the one counted above
+
+
+def _note_inception() -> None:
+    import bench.metrics.evaluate
+    import bench.metrics.inception
+    import bench.metrics.translation
+
+    counted = _noting("inception", bench.metrics.inception.load_feature_network)
+    for module in (bench.metrics.inception, bench.metrics.evaluate, bench.metrics.translation):
+        module.load_feature_network = counted
+
+
+_note_inception()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before the test's fixtures: a module fixture that starts a server counts for the first test that uses it."""
+    from tests.support import REQUIREMENTS, require
+
+    _used.clear()
+    for name in REQUIREMENTS:
+        if item.get_closest_marker(name):
+            require(name)
+
+
+@pytest.fixture(autouse=True)
+def _markers_say_what_a_test_needs(request):
+    yield
+    for name, what in (("process", "starts a process"), ("inception", "loads the real Inception network")):
+        if name in _used and not request.node.get_closest_marker(name):
+            pytest.fail(f"this test {what}: mark it @pytest.mark.{name} (tests/conftest.py)")
+
 
 def run_bench(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (as a user would), capturing its output. It costs ~8 s on 2 cores before bench

@@ -100,6 +100,7 @@ def assert_quick_check_passed(out: Path, stdout: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_a_broken_numerics_path_fails_the_check_naming_method_and_path(tmp_path, monkeypatch):
     """dcgan's losses turn NaN on the portable path alone (the pinned kernels: oneDNN off); every other row passes."""
     dcgan = METHODS["dcgan"]
@@ -136,6 +137,7 @@ GPU_PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "pillow", "p
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_prepared_wheels_run_the_check_in_an_environment_of_the_gpu_machines_packages(tmp_path):
     """`nox -s gpu-prepare` and scripts/gpu-check.sh, on the CPU: a virtual environment with only the GPU machine's
     packages (at this project's versions, from uv's cache) lacks pydantic and typer; the prepared wheels, installed

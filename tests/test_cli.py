@@ -8,6 +8,7 @@ import pytest
 
 from bench import cli
 from tests.conftest import bench_cli, run_bench, sqlite_store
+from tests.support import bench_main, require
 
 GOOD = """
 name: clitest
@@ -20,15 +21,6 @@ budget: {steps: 4}
 eval: {metrics: []}
 log: {every: 2, samples_every: 2, checkpoint_every: 2}
 """
-
-
-def bench_main(monkeypatch, capsys, *args):
-    """Run bench's entry point in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["bench", *args])
-    with pytest.raises(SystemExit) as done:
-        cli.main()
-    out, err = capsys.readouterr()
-    return done.value.code, out, err
 
 
 @pytest.mark.parametrize("body, args, message", [
@@ -157,15 +149,11 @@ def test_per_gpu_on_the_cpu_is_refused_in_one_line(monkeypatch, capsys, tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.ray
 def test_executor_placements_that_cannot_work_are_one_line_in_seconds(monkeypatch, capsys, tmp_path):
     """A Ray address where nothing answers is refused before Ray retries it for minutes, by --dry-run too, and by
     bench tune."""
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None:  # not imported here: Ray reads its settings when imported (conftest)
-        if os.environ.get("BENCH_REQUIRE_RAY"):
-            pytest.fail("Ray is not installed, and BENCH_REQUIRE_RAY says it must be (uv sync --extra ray)")
-        pytest.skip("Ray is an optional extra: uv sync --extra ray")
+    require("ray")  # not imported here: Ray reads its settings when imported (conftest)
     (tmp_path / "s.yaml").write_text(GOOD)
     monkeypatch.chdir(tmp_path)
     for args, message in (
@@ -182,6 +170,7 @@ def test_executor_placements_that_cannot_work_are_one_line_in_seconds(monkeypatc
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.process
 def test_no_traceback_in_a_real_process(tmp_path):
     """The smoke test of `python -m bench` as a user starts it (~8 s on 2 cores: an interpreter importing torch)."""
     result = run_bench("run", "missing.yaml", cwd=tmp_path)
@@ -257,6 +246,7 @@ main()
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_perf_train_needs_only_torch_typer_pydantic_and_yaml(tmp_path):
     """The GPU box has torch but not MLflow, clean-fid, Scrapy, pandas...: `bench perf train` must still run."""
     import subprocess

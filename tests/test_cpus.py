@@ -18,6 +18,7 @@ import sys
 import pytest
 
 from tests.conftest import bench_cli
+from tests.support import require
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +43,8 @@ PLANTED = "planted default Adam: dcgan"
 
 
 def qemu() -> str:
-    path = shutil.which("qemu-x86_64")
-    if path is None:
-        if os.environ.get("BENCH_REQUIRE_QEMU"):  # CI installs it: there a missing emulator is a failure
-            pytest.fail("qemu-x86_64 not found: install Debian's qemu-user (.ci/run does)")
-        pytest.skip("qemu-x86_64 not installed (apt-get install qemu-user)")
-    return path
+    require("qemu")
+    return shutil.which("qemu-x86_64")
 
 
 def start(code: str, cpu: str | None) -> subprocess.Popen:
@@ -75,6 +72,8 @@ def digests() -> dict[str, dict[str, str]]:
     return {"native": native, **{cpu: result(process, cpu) for cpu, process in emulated.items()}}
 
 
+@pytest.mark.qemu
+@pytest.mark.process
 def test_every_method_family_trains_to_the_same_bits_natively_and_on_emulated_amd_and_intel_cpus(digests):
     """3 steps on seeded noise at 16 px, a digest of every logged loss and every network's weights, and the data
     pipeline (bench's resize, the digits at 16 and 32 px)."""
@@ -87,6 +86,8 @@ def test_every_method_family_trains_to_the_same_bits_natively_and_on_emulated_am
 
 @pytest.mark.skipif(not os.path.exists("/proc/cpuinfo") or not host_has_avx512(),
                     reason="the planted op differs between AVX-512 and AVX2 CPUs: this host has no AVX-512")
+@pytest.mark.qemu
+@pytest.mark.process  # its fixture's emulated processes
 def test_the_emulation_check_fails_when_a_cpu_dependent_op_is_planted(digests):
     """torch's default Adam (Tensor.sqrt through MKL's vector math) planted back into DCGAN: the same comparison as
     above tells the AVX-512 host from both emulated AVX2 CPUs, so it can fail."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, bench_cli, sqlite_store
-from tests.test_hardening import one_line_error, tiny
+from tests.support import one_line_error, tiny
 
 QUICKSTART = REPO / "reports" / "quickstart"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import bench_cli, run_bench, sqlite_store
+from tests.support import mlflow_runs, require
 
 SUITE = """
 name: ex
@@ -46,15 +47,8 @@ def statuses(folder: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in (folder / "runs" / "ex").glob("*/status.json")}
 
 
-def mlflow_runs(folder: Path) -> list:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("ex")
-    return client.search_runs([experiment.experiment_id])
-
-
 @pytest.mark.slow
+@pytest.mark.process
 def test_parallel_trains_trials_at_once_each_once_with_the_local_executors_numbers(tmp_path):
     write_suite(tmp_path / "local", seeds=2, steps=40)
     write_suite(tmp_path / "par", seeds=2, steps=40)
@@ -69,7 +63,7 @@ def test_parallel_trains_trials_at_once_each_once_with_the_local_executors_numbe
     # every worker computes with the trial's numerics (pinned kernels, numerics.threads): the local executor's numbers
     assert {k: s["losses"] for k, s in keys.items()} == \
         {k: s["losses"] for k, s in statuses(tmp_path / "local").items()}
-    runs = mlflow_runs(tmp_path / "par")
+    runs = mlflow_runs(tmp_path / "par", "ex")
     assert sorted(r.data.tags["bench.status"] for r in runs) == ["finished", "finished"]
     a, b = runs
     assert a.info.start_time < b.info.end_time and b.info.start_time < a.info.end_time  # the two overlapped
@@ -90,6 +84,7 @@ class _WaitPolicy:
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_cpu_workers_that_outnumber_the_cores_wait_passively_and_a_users_setting_wins(monkeypatch):
     """Spinning torch threads of two workers on the cores of one made each 8x slower (conftest's figures)."""
     from bench.executors.base import Slot
@@ -133,7 +128,7 @@ def _spawned_children(pid: int) -> list[int]:
 def run_records(folder: Path) -> list[tuple[str, str, str]]:
     """(MLflow status, bench.status, bench.failure_reason) of every run of the suite, sorted."""
     return sorted((r.info.status, r.data.tags.get("bench.status", ""), r.data.tags.get("bench.failure_reason", ""))
-                  for r in mlflow_runs(folder))
+                  for r in mlflow_runs(folder, "ex"))
 
 
 def report_summary(folder: Path) -> str:
@@ -144,6 +139,7 @@ def report_summary(folder: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_a_killed_worker_fails_only_its_trial_told_the_same_everywhere_and_retry_failed_resumes_it(tmp_path):
     suite = write_suite(tmp_path, seeds=3, steps=150, checkpoint=10)  # ~3 s a trial on a core
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -174,12 +170,13 @@ def test_a_killed_worker_fails_only_its_trial_told_the_same_everywhere_and_retry
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("resuming on cpu") == 1 and again.stdout.count("already finished, skipped") == 2
     assert sorted(s["status"] for s in statuses(tmp_path).values()) == ["finished"] * 3
-    runs = mlflow_runs(tmp_path)
+    runs = mlflow_runs(tmp_path, "ex")
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)  # the killed run was re-opened
     assert {r.data.tags["bench.status"] for r in runs} == {"finished"}
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_workers_killed_before_their_trials_had_a_record_leave_a_failed_record_and_no_promised_checkpoint(
         tmp_path):
     suite = write_suite(tmp_path, seeds=2, steps=150, checkpoint=10)
@@ -201,6 +198,7 @@ def test_workers_killed_before_their_trials_had_a_record_leave_a_failed_record_a
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_sigterm_stops_a_run_within_seconds_with_its_trials_recorded_interrupted(tmp_path):
     """The parent and its workers each take SIGTERM (the parent passes it on) as the handler that also stops a
     trial trained in the main process (the local executor)."""
@@ -229,6 +227,7 @@ def test_sigterm_stops_a_run_within_seconds_with_its_trials_recorded_interrupted
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_without_ray_the_ray_executor_is_refused_by_dry_run_and_run_in_one_line(tmp_path):
     """An environment without the Ray extra (a `ray` that cannot be imported first on the path)."""
     write_suite(tmp_path, seeds=1, steps=5)
@@ -252,13 +251,13 @@ def test_executor_mistakes_are_one_line_exit_2(tmp_path):
 def need_ray():
     """Ray is an optional extra; CI installs it and sets BENCH_REQUIRE_RAY so these tests run there."""
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # as bench.executors.ray_tasks.import_ray does
-    if os.environ.get("BENCH_REQUIRE_RAY"):
-        import ray
-    else:
-        ray = pytest.importorskip("ray", reason="Ray is an optional extra: uv sync --extra ray")
+    require("ray")
+    import ray
+
     return ray
 
 
+@pytest.mark.ray
 def test_ray_refuses_a_local_store_for_a_remote_cluster(tmp_path):
     need_ray()
     write_suite(tmp_path, seeds=1, steps=5)
@@ -268,6 +267,7 @@ def test_ray_refuses_a_local_store_for_a_remote_cluster(tmp_path):
     assert "--tracking-uri http://" in result.stderr
 
 
+@pytest.mark.ray
 def test_ray_refuses_a_gpu_index_which_names_no_gpu_of_its_tasks(tmp_path):
     """A task sees its one GPU as cuda:0: `--device cuda:1` failed every trial there; now one line before any."""
     need_ray()
@@ -310,7 +310,9 @@ def ray_jobs(placement, jobs: list) -> list:
     return results
 
 
+@pytest.mark.ray
 @pytest.mark.slow
+@pytest.mark.process
 def test_ray_tasks_give_the_local_executors_records(tmp_path):
     from bench.executors import Placement
     from bench.runner import run_trials
@@ -344,9 +346,9 @@ def test_ray_tasks_give_the_local_executors_records(tmp_path):
     assert {k: s["losses"] for k, s in statuses(tmp_path / "ray").items()} == \
         {k: s["losses"] for k, s in statuses(tmp_path / "local").items()}
     for folder in ("local", "ray"):
-        runs = sorted(mlflow_runs(tmp_path / folder), key=lambda r: r.data.tags["bench.trial_key"])
+        runs = sorted(mlflow_runs(tmp_path / folder, "ex"), key=lambda r: r.data.tags["bench.trial_key"])
         assert [r.data.tags["bench.status"] for r in runs] == ["finished", "finished"]
-    ours, theirs = (sorted(mlflow_runs(tmp_path / f), key=lambda r: r.data.tags["bench.trial_key"])
+    ours, theirs = (sorted(mlflow_runs(tmp_path / f, "ex"), key=lambda r: r.data.tags["bench.trial_key"])
                     for f in ("ray", "local"))
     for a, b in zip(ours, theirs, strict=True):
         assert a.data.metrics["loss_d"] == b.data.metrics["loss_d"] and a.data.params == b.data.params

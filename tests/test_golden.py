@@ -103,6 +103,8 @@ def run_golden_trial(folder: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.inception
+@pytest.mark.process
 def test_a_short_trial_through_bench_run_gives_the_pinned_losses_fid_and_kid(tmp_path):
     expected = golden()["trial"]
     got = run_golden_trial(tmp_path)

@@ -25,47 +25,12 @@ import torch
 
 from bench.errors import BenchError
 from tests.conftest import bench_cli, sqlite_store
-
-TINY = """
-name: {name}
-methods: [{{dcgan: {{width: 8}}}}, {{lsgan: {{width: 8}}}}]
-datasets: [digits]
-seeds: {seeds}
-resolution: 16
-batch_size: 32
-budget: {{steps: {steps}}}
-eval: {{metrics: []}}
-log: {{every: 10, samples_every: 1000, checkpoint_every: {checkpoint_every}}}
-"""
-
-
-def tiny(folder: Path, name: str = "tiny", seeds: int = 1, steps: int = 20, checkpoint_every: int = 10,
-         extra: str = "") -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(TINY.format(name=name, seeds=seeds, steps=steps, checkpoint_every=checkpoint_every) + extra)
-    return path
-
-
-def one_line_error(result: subprocess.CompletedProcess, code: int = 2) -> str:
-    """The process failed with `code` and said why in exactly one line on stderr, with no traceback."""
-    assert result.returncode == code, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
-    assert "Traceback" not in result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+from tests.support import TINY, bench_main, mlflow_runs, one_line_error, tiny
 
 
 def store(folder: Path) -> str:
     """The test's SQLite store, made from conftest's empty one (a test about a fresh store writes its own URI)."""
     return sqlite_store(folder)
-
-
-def mlflow_runs(uri: str, suite: str):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(suite)
-    return client, client.search_runs([experiment.experiment_id]) if experiment else []
 
 
 def status_of(runs: Path, suite: str) -> dict[str, dict]:
@@ -99,6 +64,7 @@ cli.main()
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_a_bug_in_bench_is_one_line_naming_the_saved_traceback(tmp_path):
     """A real process: what reaches the terminal from a crash is the one line, never Python's own traceback."""
     result = subprocess.run([sys.executable, "-c", BUG], cwd=tmp_path, capture_output=True, text=True, timeout=120,
@@ -118,6 +84,7 @@ def test_a_huge_seed_is_refused_before_training(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_dry_run_into_a_pipe_that_closes_early_is_not_an_error(tmp_path):
     suite = tiny(tmp_path, seeds=350)  # 700 lines, ~105 KB: more than a pipe holds (64 KiB), so the writer meets
     # the closed end
@@ -131,6 +98,7 @@ def test_dry_run_into_a_pipe_that_closes_early_is_not_an_error(tmp_path):
 # 2. parallel processes on a fresh store ---------------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_two_processes_on_a_fresh_store_train_every_trial_exactly_once(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"  # no file yet: both processes meet a store that does not exist
     for name in ("first", "second"):  # a fresh store, then a new suite (experiment) in the existing store
@@ -150,7 +118,7 @@ def test_two_processes_on_a_fresh_store_train_every_trial_exactly_once(tmp_path)
             assert done + skipped == 4 and done == out.count("training on cpu"), out
         statuses = status_of(tmp_path / "runs", name)
         assert len(statuses) == 4 and all(s["status"] == "finished" for s in statuses.values())
-        _, runs = mlflow_runs(uri, name)
+        runs = mlflow_runs(uri, name)
         assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
 
 
@@ -257,6 +225,7 @@ class Link:
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_a_server_lost_mid_run_loses_no_trial_and_a_rerun_sends_the_kept_records(tmp_path):
     server = MlflowServer(tmp_path)
     server.start()
@@ -288,7 +257,10 @@ def test_a_server_lost_mid_run_loses_no_trial_and_a_rerun_sends_the_kept_records
         assert again.returncode == 0, again.stdout + again.stderr
         assert "sent the pending records" in again.stdout and "training on" not in again.stdout
         assert not list((tmp_path / "runs" / "lost").glob("*/pending"))
-        client, runs = mlflow_runs(server.uri, "lost")
+        runs = mlflow_runs(server.uri, "lost")
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(server.uri)
         assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
         for run in runs:  # the whole history, the grids and the checkpoint: nothing of the trial was lost
             assert [m.step for m in client.get_metric_history(run.info.run_id, "loss_d")] == list(range(10, 101, 10))
@@ -313,7 +285,7 @@ def test_artifacts_live_beside_the_sqlite_store_not_in_the_first_working_folder(
     second.mkdir()
     again = bench_cli("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--tracking-uri", uri, cwd=second)
     assert again.returncode == 0, again.stderr
-    client, runs = mlflow_runs(uri, "tiny")
+    runs = mlflow_runs(uri, "tiny")
     assert all(r.info.artifact_uri.startswith(f"{tmp_path}/mlartifacts/tiny") for r in runs) and len(runs) == 2
 
 
@@ -457,7 +429,7 @@ def test_a_trial_that_cannot_start_is_recorded_failed_and_a_rerun_skips_it(tmp_p
     assert sorted(s["status"] for s in statuses.values()) == ["failed", "finished"]
     failed = next(s for s in statuses.values() if s["status"] == "failed")
     assert failed["reason"].startswith("cuda:1 is not available here")
-    _, runs = mlflow_runs(store(tmp_path), "tiny")
+    runs = mlflow_runs(store(tmp_path), "tiny")
     by_status = {r.info.status: r for r in runs}
     assert set(by_status) == {"FAILED", "FINISHED"}
     assert by_status["FAILED"].data.tags["bench.failure_reason"].startswith("cuda:1 is not available here")
@@ -486,7 +458,7 @@ def test_a_trial_that_fails_is_recorded_failed_and_the_others_still_train(tmp_pa
     assert sorted(s["status"] for s in statuses.values()) == ["failed", "finished"]
     failed = next(key for key, s in statuses.items() if s["status"] == "failed")
     assert (tmp_path / "runs" / "tiny" / failed / "checkpoint.pt").exists()  # what it computed is kept
-    _, runs = mlflow_runs(store(tmp_path), "tiny")
+    runs = mlflow_runs(store(tmp_path), "tiny")
     by_status = {r.info.status: r for r in runs}
     assert set(by_status) == {"FAILED", "FINISHED"}  # never left RUNNING
     assert by_status["FAILED"].data.tags["bench.failure_reason"].startswith("disk full")
@@ -502,6 +474,7 @@ def test_a_trial_that_fails_is_recorded_failed_and_the_others_still_train(tmp_pa
 # 8. Ctrl-C --------------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_ctrl_c_checkpoints_says_how_to_resume_and_the_resumed_trial_equals_an_uninterrupted_one(tmp_path):
     suite = tiny(tmp_path, name="ctrlc", steps=100, checkpoint_every=100)
     trial_runs, ref_runs = tmp_path / "runs", tmp_path / "ref"
@@ -524,7 +497,7 @@ def test_ctrl_c_checkpoints_says_how_to_resume_and_the_resumed_trial_equals_an_u
     assert said.endswith("rerun the same command to resume")
     step = int(said.split("checkpointed at step ")[1].split(";")[0])
     assert 10 <= step < 100  # saved at the step it stopped: there was no periodic checkpoint before
-    _, runs = mlflow_runs(store(tmp_path), "ctrlc")
+    runs = mlflow_runs(store(tmp_path), "ctrlc")
     assert [r.info.status for r in runs] == ["KILLED"]
 
     resumed = bench_cli("run", str(suite), "--runs-dir", str(trial_runs), *common, cwd=tmp_path)
@@ -537,7 +510,7 @@ def test_ctrl_c_checkpoints_says_how_to_resume_and_the_resumed_trial_equals_an_u
     ga = torch.load(trial_runs / "ctrlc" / key / "checkpoint.pt", weights_only=False)["networks"]["generator"]
     gb = torch.load(ref_runs / "ctrlc" / key / "checkpoint.pt", weights_only=False)["networks"]["generator"]
     assert all(torch.equal(ga[k], gb[k]) for k in ga)
-    _, runs = mlflow_runs(store(tmp_path), "ctrlc")
+    runs = mlflow_runs(store(tmp_path), "ctrlc")
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
 
 
@@ -579,7 +552,6 @@ def test_a_read_only_or_full_runs_folder_is_refused_before_training(monkeypatch,
     through bench's entry point, with the operating system's answers replaced."""
     import errno
 
-    from tests.test_cli import bench_main
 
     suite = tiny(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -626,6 +598,7 @@ def test_temporary_files_of_a_killed_checkpoint_write_are_removed_at_the_next_st
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_building_lego_against_a_refused_connection_says_so_in_one_line(tmp_path):
     """The crawl runs in a process of its own (Twisted's reactor starts once per process), as for a user."""
     port = free_port()
@@ -652,6 +625,7 @@ def test_progress_is_plain_lines_in_a_log(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_progress_is_one_live_line_on_a_terminal(tmp_path):
     import fcntl
     import pty

@@ -21,6 +21,7 @@ def lint_imports(cwd: Path, env: dict | None = None) -> subprocess.CompletedProc
     return subprocess.run([str(exe), "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 
 
+@pytest.mark.process
 def test_the_import_contracts_hold():
     result = lint_imports(REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
@@ -28,6 +29,7 @@ def test_the_import_contracts_hold():
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_the_contract_checker_fails_on_a_planted_circle(tmp_path):
     """A copy of the package with one upward import (trial -> runner, which imports trial: a circle) must fail."""
     import os

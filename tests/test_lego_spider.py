@@ -268,6 +268,7 @@ def built(tmp_path_factory) -> Built:
 # --- what the build gives ---
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_each_face_label_gets_exactly_its_figures(built):
     for label, numbers in FACES.items():
         assert stems(built.out / "faces" / label) == numbers, label
@@ -400,6 +401,7 @@ def test_rebuilding_from_the_same_crawl_is_byte_identical(built):
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_quota_page_stops_the_crawl_and_a_rerun_resumes_without_refetching(tmp_path):
     out = tmp_path / "lego"
     with BrickLinkTestSite(quota_after=4) as site:
@@ -422,6 +424,7 @@ def test_quota_page_stops_the_crawl_and_a_rerun_resumes_without_refetching(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_categories_and_max_items_limit_what_is_crawled(tmp_path):
     out = tmp_path / "lego"
     with BrickLinkTestSite() as site:

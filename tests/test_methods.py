@@ -7,39 +7,15 @@ import sys
 import pytest
 import torch
 
-from bench.data import ImageSet, PairSet
+from bench.data import PairSet
 from bench.errors import BenchError
 from bench.methods import METHODS, DataShape, get_method, identity_params, register_method
 from bench.methods.penalties import gradient_penalty, r1_penalty
 from bench.suite import Budget, DatasetSpec, EvalSpec, LogSpec, Numerics, Trial
 from bench.train import Trainer
+from tests.support import RecordingTracker, make_trial, random_data
 
 CPU = torch.device("cpu")
-
-
-def make_trial(method: str, resolution: int, steps: int = 3, dataset: str = "digits", **params) -> Trial:
-    hyper = get_method(method).Hyper(width=8, **params).as_params()
-    return Trial(suite="t", method=method, label=method, params=hyper, dataset=DatasetSpec(name=dataset), seed=0,
-                 budget=Budget(steps=steps), resolution=resolution, batch_size=8, eval=EvalSpec(metrics=[]),
-                 numerics=Numerics(), log=LogSpec(every=1, samples_every=1000, checkpoint_every=1000), device="cpu")
-
-
-def random_data(channels: int, resolution: int, n: int = 32, classes: int = 4) -> ImageSet:
-    gen = torch.Generator().manual_seed(1)
-    images = torch.rand(n, channels, resolution, resolution, generator=gen) * 2 - 1
-    labels = torch.arange(n) % classes
-    return ImageSet(images, labels, [str(i) for i in range(classes)])
-
-
-class RecordingTracker:
-    def __init__(self):
-        self.metrics, self.images = [], {}
-
-    def log_metrics(self, metrics, step):
-        self.metrics.append((step, dict(metrics)))
-
-    def log_png(self, image, artifact_path):
-        self.images[artifact_path] = image
 
 
 def build(method: str, resolution: int = 16, channels: int = 1, n_classes: int = 4, **params):

@@ -114,14 +114,16 @@ def test_prdc_of_a_set_against_itself():
     assert 0.5 < scores["density"] < 1.5
 
 
-def test_prdc_does_not_depend_on_the_block_size(monkeypatch):
-    import bench.metrics.prdc as prdc_module
+def test_neighbour_metrics_do_not_depend_on_the_block_size(monkeypatch):
+    import bench.metrics.neighbours as neighbours
+    from bench.metrics.authenticity import authpct
 
     rng = np.random.default_rng(8)
     real, fake = rng.normal(size=(120, 6)), rng.normal(size=(90, 6)) + 0.3
-    whole = prdc(real, fake)
-    monkeypatch.setattr(prdc_module, "_BLOCK_ENTRIES", 7)
+    whole, auth = prdc(real, fake), authpct(real, fake)
+    monkeypatch.setattr(neighbours, "_BLOCK_ENTRIES", 7)
     assert prdc(real, fake) == whole
+    assert authpct(real, fake) == auth
 
 
 def test_inception_score_of_confident_uniform_predictions_is_the_class_count():
@@ -306,6 +308,7 @@ def test_the_installed_weights_are_found_offline_and_match_the_pinned_hash():
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_importing_the_metrics_package_loads_neither_clean_fid_nor_scipy():
     """A fresh interpreter: this one has loaded everything by now."""
     code = ("import sys, bench.metrics, bench.metrics.cli, bench.metrics.perf; "
@@ -356,6 +359,21 @@ def test_bench_fid_between_two_folders_prints_values_and_protocol_as_json(tiny_n
     p = result["protocol"]
     assert (p["n_real"], p["n_fake"], p["resolution"], p["mode"]) == (40, 30, "native", "clean")
     assert p["reference"] == f"folder:{real.resolve()}" and p["weights_sha256"] == "f" * 64
+
+
+def test_bench_fid_metrics_authpct_tells_copies_of_the_reference_from_held_out_images(tiny_net, bench_fid,
+                                                                                       tmp_path):
+    real = write_folder(tmp_path / "real", digits("train", 16)[:120])
+    copies = write_folder(tmp_path / "copies", digits("train", 16)[:60])
+    held_out = write_folder(tmp_path / "held_out", digits("test", 16)[:60])
+    scores = {}
+    for name, folder in (("copies", copies), ("held_out", held_out)):
+        out = bench_fid(str(real), str(folder), "--metrics", "authpct", "--json")
+        assert out.exit_code == 0, out.output
+        scores[name] = json.loads(out.stdout)["authpct"]
+    assert scores["copies"] == 0.0 and scores["held_out"] > 30
+    out = bench_fid(str(real), str(copies), "--metrics", "authpct,nope")
+    assert isinstance(out.exception, BenchError) and "unknown metric 'nope'" in str(out.exception)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import torch
 
 from bench.metrics import Reference, evaluate_images
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.inception]
 
 MNIST_ROOT = Path(__file__).resolve().parent / "fixtures" / "mnist"  # the test split (10,000 images, 1.6 MB)
 GOLDEN = json.loads((Path(__file__).parent / "golden_fid.json").read_text())

@@ -34,6 +34,7 @@ def verdicts(out: str) -> list[str]:
     return [line for line in out.splitlines() if " seed=" in line]
 
 
+@pytest.mark.process
 def test_the_knobs_are_in_place_before_torch_loads_in_a_fresh_process(tmp_path):
     probe = ("import bench, os, torch; bench.numerics.command_defaults(); print(os.environ['ATEN_CPU_CAPABILITY'], "
              "os.environ['MKL_CBWR'], torch.backends.cpu.get_cpu_capability(), torch.backends.mkldnn.enabled, "
@@ -53,6 +54,7 @@ def test_the_knobs_are_in_place_before_torch_loads_in_a_fresh_process(tmp_path):
     assert "torch was loaded before bench could pin its kernels (import bench before torch)" in refused.stderr
 
 
+@pytest.mark.process
 def test_a_native_process_started_from_a_pinned_one_inherits_none_of_its_knobs(tmp_path):
     """`bench perf`'s native and plain-loop workers start from this environment: the knobs bench set here are gone
     there (a user's own value of one would be kept), so their kernels are the machine's."""
@@ -69,6 +71,7 @@ def test_a_native_process_started_from_a_pinned_one_inherits_none_of_its_knobs(t
     assert out.stdout.split() == [native.stdout.strip(), "True", "-"], out.stderr
 
 
+@pytest.mark.process
 def test_importing_bench_changes_none_of_torchs_settings(tmp_path):
     """A notebook that imports bench (its CLI, its metrics) keeps torch's defaults: bench sets only the environment
     at import, and torch's settings where one of its commands computes (or a trial runs)."""
@@ -208,6 +211,7 @@ def rewrite_csv(path, change) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.inception
 def test_reproduce_seeds_says_whether_a_reports_conclusions_hold_and_fails_on_a_swapped_best_method(tmp_path):
     pytest.importorskip("mlflow")
     env = {"BENCH_CACHE": str(tmp_path / "cache")}

@@ -21,6 +21,7 @@ import pytest
 
 from bench.errors import BenchError
 from tests.conftest import sqlite_store
+from tests.support import chromium_path, require
 
 SYNTH = {  # (label, method, dataset) -> final FID per seed; None: the trial has no FID
     ("wgan", "wgan", "digits"): [20.0, 22.0, 21.0],
@@ -292,6 +293,36 @@ def test_best_fid_table_reports_the_step_it_was_reached(report):
     assert cell(best, "wgan", "digits")["step_median"] == STEPS
 
 
+def test_a_higher_is_better_metric_gets_its_own_table_with_the_highest_mean_in_bold(tmp_path):
+    """AuthPct (bench/results.py: higher is better) needed no report code of its own: its table, heading, CSV and
+    bold come from its registry entry."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from bench.report.build import write_report
+
+    uri = sqlite_store(tmp_path)
+    client = MlflowClient(uri)
+    exp = client.create_experiment("auth", artifact_location=(tmp_path / "artifacts").as_uri())
+    authpct = {"dcgan": [40.0, 42.0, 44.0], "wgan": [80.0, 82.0, 84.0]}  # wgan has the higher FID and AuthPct
+    for label, values in authpct.items():
+        for seed, value in enumerate(values):
+            fid = 20.0 + seed + (10 if label == "wgan" else 0)
+            run_id = add_run(client, exp, "auth", label, label, "digits", seed, fid, tmp_path)
+            client.log_batch(run_id, metrics=[Metric("authpct", value, 1_700_000_000_100, STEPS),
+                                              Metric("authpct_final", value, 1_700_000_000_200, STEPS)])
+    out = tmp_path / "report"
+    write_report(uri, "auth", out, ["md", "csv"])
+    final = table(out, "authpct_final")
+    assert cell(final, "wgan", "digits")["best"] and not cell(final, "dcgan", "digits")["best"]
+    assert cell(final, "wgan", "digits")["mean"] == pytest.approx(82.0)
+    assert cell(table(out, "fid_final"), "dcgan", "digits")["best"]  # FID's bold stays the lowest
+    page = (out / "README.md").read_text(encoding="utf-8")
+    rows = section_rows(page, "AuthPct: does a model return its training images?")
+    assert "**82.0 ± 2.0**" in rows["wgan"] and "**" not in rows["dcgan"]
+    assert "Bold: highest mean per dataset" in page and "(tables/authpct_final_table.csv)" in page
+
+
 def test_budget_curve_of_a_tuning_study(store, tmp_path):
     from bench.report.build import write_report
 
@@ -437,13 +468,8 @@ def test_a_page_bench_did_not_write_is_not_overwritten(store, tmp_path):
 # the page in a real browser ---------------------------------------------------------------------------------
 
 def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    message = "Chromium is not installed; the HTML report test needs it: apt-get install -y chromium"
-    if os.environ.get("BENCH_REQUIRE_CHROMIUM"):  # CI installs it: there a missing browser is a failure
-        pytest.fail(message)
-    pytest.skip(message)
+    require("chromium")
+    return chromium_path()
 
 
 def run_chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
@@ -454,7 +480,9 @@ def run_chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "HOME": str(profile)})
 
 
+@pytest.mark.chromium
 @pytest.mark.slow
+@pytest.mark.process
 def test_html_report_renders_in_headless_chromium(report, tmp_path):
     page = report / "index.html"
     shot = tmp_path / "report.png"

@@ -15,7 +15,7 @@ from bench.runs import RunOptions, trial_dir
 from bench.suite import expand, load_suite
 from bench.train import Trainer
 from tests.conftest import REPO, bench_cli, sqlite_store
-from tests.test_methods import RecordingTracker, make_trial, random_data
+from tests.support import RecordingTracker, make_trial, random_data
 
 CPU = torch.device("cpu")
 
@@ -126,6 +126,7 @@ log: {every: 10, samples_every: 1000, checkpoint_every: 20}
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_sigkill_mid_trial_then_rerun_equals_uninterrupted_run(tiny_suite, tmp_path):
     suite = tiny_suite(KILL_SUITE)
     trial = expand(load_suite(suite))[0]
@@ -176,6 +177,7 @@ def test_sigkill_mid_trial_then_rerun_equals_uninterrupted_run(tiny_suite, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_two_processes_never_train_the_same_trial(tiny_suite, tmp_path):
     suite = tiny_suite(KILL_SUITE.replace("steps: 200", "steps: 100"))
     cmd = [sys.executable, "-m", "bench", "run", str(suite), "--runs-dir", str(tmp_path / "runs"),

@@ -8,7 +8,6 @@ workers load the real network."""
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import socket
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import bench_cli, run_bench, sqlite_store
+from tests.support import REQUIREMENTS, mlflow_runs, postgres_bindir, require
 
 TINY = """
 name: tiny
@@ -70,22 +70,15 @@ def states(study) -> list[str]:
     return [t.state.name for t in study.get_trials()]
 
 
-def mlflow_runs(folder: Path):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
-    experiment = client.get_experiment_by_name("tiny")
-    return client.search_runs([experiment.experiment_id])
-
-
 def ray_available() -> bool:
     """CI installs the Ray extra and sets BENCH_REQUIRE_RAY: there the second run below is always Ray's."""
-    import importlib.util
 
-    return bool(os.environ.get("BENCH_REQUIRE_RAY")) or importlib.util.find_spec("ray") is not None
+    return bool(os.environ.get("BENCH_REQUIRE_RAY")) or REQUIREMENTS["ray"][0]()
 
 
 @pytest.mark.slow
+@pytest.mark.process
+@pytest.mark.inception
 def test_a_study_run_twice_proposes_and_scores_the_same_also_as_ray_tasks(tmp_path, cache):
     """A study run sequentially, then again (as 2 Ray workers on a local Ray instance, where Ray is installed, as in
     CI): the same proposals and the same FIDs, at equal --threads; the records nested under the study's parent.
@@ -111,7 +104,7 @@ def test_a_study_run_twice_proposes_and_scores_the_same_also_as_ray_tasks(tmp_pa
         values.append(sorted((t.number, t.params, t.value) for t in study.get_trials()))
 
         # the records: one parent run with the study's settings, one nested run per trial, tagged with the study
-        runs = mlflow_runs(folder)
+        runs = mlflow_runs(folder, "tiny")
         parents = [r for r in runs if r.data.tags.get("bench.study_parent") == "tiny-dcgan-digits"]
         children = [r for r in runs if r.data.tags.get("bench.study") == "tiny-dcgan-digits"]
         assert len(parents) == 1 and len(children) == 2
@@ -138,7 +131,8 @@ def test_pruned_and_diverged_trials_are_recorded_and_the_study_goes_on(tmp_path,
     assert "FAIL" in got and "PRUNED" in got, got
     failed = next(t for t in study.get_trials() if t.state.name == "FAIL")
     assert failed.params["lr_d"] == 1e20 and "became nan" in failed.user_attrs["failure"]
-    runs = {r.data.tags["bench.tune_trial"]: r for r in mlflow_runs(tmp_path) if "bench.tune_trial" in r.data.tags}
+    runs = {r.data.tags["bench.tune_trial"]: r for r in mlflow_runs(tmp_path, "tiny")
+            if "bench.tune_trial" in r.data.tags}
     assert runs[str(failed.number)].data.tags["bench.status"] == "failed"
     assert runs[str(failed.number)].info.status == "FAILED"
     pruned = next(t for t in study.get_trials() if t.state.name == "PRUNED")
@@ -203,13 +197,15 @@ def check_shared_study(folder: Path, storage, results, trials: int = 4) -> None:
     assert all(t.user_attrs.get("surplus") or any(u.user_attrs.get("retry_of") == t.number for u in trials_)
                for t in trials_ if t.state.name == "FAIL")  # only races gave way, or lost trials were retried
     assert all("training on cpu" in r.stdout for r in results)  # both workers contributed
-    runs = [r for r in mlflow_runs(folder) if r.data.tags.get("bench.study") == "shared"]
+    runs = [r for r in mlflow_runs(folder, "tiny") if r.data.tags.get("bench.study") == "shared"]
     keys = [r.data.tags["bench.trial_key"] for r in runs]
     assert len(runs) == trials and len(set(keys)) == trials  # one MLflow run per finished trial
     assert {t.user_attrs["bench_key"] for t in finished} == set(keys)
 
 
 @pytest.mark.slow
+@pytest.mark.process
+@pytest.mark.inception
 def test_parallel_workers_share_a_journal_file_study_and_a_dead_one_is_replaced(tmp_path, cache):
     """`--parallel 2`: two worker processes on one journal file; one is killed mid-trial: its trial is failed and
     queued again, a new worker resumes it from its checkpoint, and the study still ends with exactly 3 finished."""
@@ -251,24 +247,11 @@ def test_parallel_workers_share_a_journal_file_study_and_a_dead_one_is_replaced(
     assert trials[victim.number].state.name == "FAIL"
 
 
-def postgres_binaries() -> Path | None:
-    """The folder of initdb, pg_ctl and createdb (Debian keeps them off PATH, in /usr/lib/postgresql/N/bin)."""
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if candidates:
-        return Path(candidates[-1]).parent
-    found = shutil.which("initdb")
-    return Path(found).resolve().parent if found else None
-
-
 @pytest.fixture(scope="module")
 def postgres():
     """A throwaway PostgreSQL server on 127.0.0.1 (initdb + pg_ctl as an ordinary user), stopped afterwards."""
-    bindir = postgres_binaries()
-    if bindir is None:
-        message = "PostgreSQL is not installed (Debian: apt-get install postgresql); .ci/run installs it"
-        if os.environ.get("BENCH_REQUIRE_POSTGRES"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require("postgres")
+    bindir = postgres_bindir()
     folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
     as_user: list[str] = []
     if os.getuid() == 0:  # PostgreSQL refuses to run as root: run it as the package's postgres user
@@ -290,7 +273,10 @@ def postgres():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.process
+@pytest.mark.inception
 def test_two_workers_share_a_postgresql_study(tmp_path, cache, postgres):
     results = two_workers(tmp_path, cache, postgres)
     check_shared_study(tmp_path, postgres, results)
@@ -390,6 +376,8 @@ def test_a_study_pins_its_protocol_and_its_first_trial_is_the_default_configurat
 
 
 @pytest.mark.slow
+@pytest.mark.process
+@pytest.mark.inception
 def test_ctrl_c_stops_parallel_workers_checkpointed_and_the_same_command_resumes(tmp_path, cache):
     """Ctrl-C reaches the command and its worker processes: each running trial checkpoints, the command says how to
     resume in one line (exit 130), and the same command finishes the study, resuming those trials."""
@@ -424,6 +412,8 @@ def test_ctrl_c_stops_parallel_workers_checkpointed_and_the_same_command_resumes
 
 
 @pytest.mark.slow
+@pytest.mark.process
+@pytest.mark.inception
 def test_a_worker_killed_mid_trial_leaves_no_zombie_the_next_one_resumes_its_trial(tmp_path, cache, tiny_inception):
     """On a journal file there are no heartbeats: a running trial whose bench trial is unlocked lost its worker."""
     import signal

@@ -1,14 +1,14 @@
-"""The types every metric module shares: what generated images are compared against (Reference), what an
-evaluation gives back (EvalResult, with its protocol, warnings and what could not be computed) and the progress
-callback."""
+"""The types every metric module shares: what generated images are compared against (Reference), what one metric
+reads and writes (Scoring), what an evaluation gives back (EvalResult, with its protocol, warnings and what could not
+be computed) and the progress callback. The metrics themselves are declared in bench/results.py."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-METRICS = ("fid", "kid", "prdc", "is")
 RELIABLE_N = 2048  # below this many samples per side FID is unstable and biased upward
 
 
@@ -28,10 +28,24 @@ class Reference:
 
 @dataclass
 class EvalResult:
-    values: dict[str, float]  # present keys only: fid, kid_mean, kid_std, precision, recall, density, coverage, is_*
+    values: dict[str, float]  # present keys only (bench/results.py: each metric's keys)
     protocol: dict[str, str]  # n_real, n_fake, reference, resolution, mode, weights_sha256, feature_dim, ...
     warnings: list[str] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> reason
+
+
+@dataclass
+class Scoring:
+    """One evaluation as a metric's function (bench.results.Metric.compute) sees it: the reference's statistics
+    (mu, sigma; feats when a metric asked for them), the generated set's features (and class probabilities with a
+    classifier), and the dicts it writes its values, protocol entries and reasons for being unavailable into."""
+
+    ref: Any  # bench.metrics.cache.ReferenceStats
+    fake: Any  # bench.metrics.features.Features
+    classifier: Any = None  # InceptionClassifier, when Inception Score weights were given
+    values: dict[str, float] = field(default_factory=dict)
+    protocol: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 # (phase, images done, images in all) -> None: "reference statistics" or "generated images"

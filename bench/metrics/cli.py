@@ -1,4 +1,5 @@
-"""`bench fid REFERENCE EVALUATED`: FID (and KID, PRDC, IS) between two image sources, with the protocol.
+"""`bench fid REFERENCE EVALUATED`: FID (and KID, PRDC, AuthPct, IS: bench/results.py) between two image sources,
+with the protocol.
 
 Each side is an image folder, a registered dataset (`digits`, `mnist:test`), a `.npz` of statistics (reference
 side only) or `runs:<trial-key>` (evaluated side only: samples from the trial's latest checkpoint).
@@ -15,6 +16,7 @@ import typer
 
 from bench.devices import resolve
 from bench.errors import BenchError
+from bench.results import computed
 
 
 @dataclass
@@ -79,17 +81,16 @@ def _progress():
 
 
 def _format(result) -> dict[str, Any]:
+    """Each computed metric's values in the registry's order: a `<name>_mean` key with its `_std` as one
+    {"mean", "std"} entry (kid, is), the others as they are."""
     v = result.values
     out: dict[str, Any] = {}
-    if "fid" in v:
-        out["fid"] = v["fid"]
-    if "kid_mean" in v:
-        out["kid"] = {"mean": v["kid_mean"], "std": v.get("kid_std")}
-    for name in ("precision", "recall", "density", "coverage"):
-        if name in v:
-            out[name] = v[name]
-    if "is_mean" in v:
-        out["is"] = {"mean": v["is_mean"], "std": v["is_std"]}
+    for metric in computed():
+        for key in metric.keys:
+            stem = key.removesuffix("_mean")
+            if key not in v or (key.endswith("_std") and f"{key.removesuffix('_std')}_mean" in metric.keys):
+                continue
+            out[stem] = {"mean": v[key], "std": v.get(f"{stem}_std")} if stem != key else v[key]
     out["protocol"] = {k: int(s) if s.isdigit() else s for k, s in result.protocol.items()}
     out["warnings"] = result.warnings
     out["unavailable"] = result.unavailable
@@ -102,6 +103,8 @@ def fid_command(
     mode: str = typer.Option("clean", help="resize protocol: clean or legacy_tensorflow"),
     kid: bool = typer.Option(False, help="also KID (mean and std over 100 subsets)"),
     prdc: bool = typer.Option(False, help="also precision, recall, density, coverage"),
+    also: str = typer.Option("", "--metrics", help="also these, comma-separated: "
+                                                   f"{', '.join(m.name for m in computed() if m.name != 'fid')}"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     n: int | None = typer.Option(None, help="images per side (default: all; for runs: the trial's eval.n_fake)"),
     batch_size: int = typer.Option(50, help="images per Inception batch (does not change the result)"),
@@ -129,6 +132,11 @@ def fid_command(
     if n is not None and n < 2:
         raise BenchError(f"--n {n}: FID needs at least 2 images per side")
     metrics = ["fid"] + ["kid"] * kid + ["prdc"] * prdc + ["is"] * (inception_score or inception_weights is not None)
+    metrics += [m.strip() for m in also.split(",") if m.strip()]
+    known = [m.name for m in computed()]
+    unknown = [m for m in metrics if m not in known]
+    if unknown:
+        raise BenchError(f"--metrics {also}: unknown metric '{unknown[0]}'; use some of: {', '.join(known)}")
     dev = resolve(device)
     trial: dict = {}
     if fake.kind == "run":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.metrics.base import METRICS, RELIABLE_N, EvalResult, ProgressCallback, Reference
+from bench.metrics.base import RELIABLE_N, EvalResult, ProgressCallback, Reference, Scoring
 from bench.metrics.features import (
     FeatureExtractor,
     Features,
@@ -25,13 +26,22 @@ from bench.metrics.inception_score import SPLITS, UNAVAILABLE, InceptionClassifi
 from bench.metrics.kid import SUBSETS, kernel_inception_distance
 from bench.metrics.prdc import DC_K, PR_K, prdc
 from bench.metrics.reference import describe, folder_files, reference_stats, resolution_tag
+from bench.results import METRICS, computed
 
 
 def check_metrics(metrics: Sequence[str]) -> list[str]:
-    unknown = [m for m in metrics if m not in METRICS]
+    """The asked-for metrics of the Inception feature space, each once, in the registry's order."""
+    known = [m.name for m in computed()]
+    unknown = [m for m in metrics if m not in known]
     if unknown:
-        raise BenchError(f"unknown metric '{unknown[0]}'; use some of: {', '.join(METRICS)}")
-    return list(dict.fromkeys(metrics))
+        raise BenchError(f"unknown metric '{unknown[0]}'; use some of: {', '.join(known)}")
+    return [m for m in known if m in metrics]
+
+
+def scorer(name: str) -> Callable[[Scoring], None]:
+    """The function bench/results.py names for a metric ("module:function")."""
+    module, _, function = METRICS[name].compute.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def evaluate_generator(sample: Callable[[int], torch.Tensor], n_fake: int, reference: Reference,
@@ -69,14 +79,14 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
     metrics, mode, device = check_metrics(metrics), check_mode(mode), torch.device(device)
     if batch_size < 1:
         raise BenchError(f"batch size {batch_size}: must be at least 1")
+    # the evaluated side first: when it is unusable, say so before the network loads and the reference pass runs
+    if total < 2:
+        raise BenchError(f"only {total} evaluated image: FID needs at least 2 per side")
     net, weights_sha = load_feature_network(device)
     classifier = None
     if "is" in metrics and inception_weights is not None:
         classifier = InceptionClassifier(inception_weights, device)
-    need_feats = "kid" in metrics or "prdc" in metrics
-    # the evaluated side first: when it is unusable, say so before the (possibly long) reference pass
-    if total < 2:
-        raise BenchError(f"only {total} evaluated image: FID needs at least 2 per side")
+    need_feats = any(METRICS[m].features for m in metrics)
     fake = FeatureExtractor(net, mode, device, classifier)(batches(), _phase(progress, "generated images", total))
     if len(fake) < 2:
         raise BenchError(f"only {len(fake)} evaluated image could be read: FID needs at least 2 per side")
@@ -86,21 +96,14 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
     protocol = {"n_real": str(n_real if n_real is not None else "unknown"), "n_fake": str(len(fake)),
                 "reference": describe(reference), "resolution": resolution_tag(reference), "mode": mode,
                 "weights_sha256": weights_sha, "feature_dim": str(FEATURE_DIM)}
-    values: dict[str, float] = {}
-    unavailable: dict[str, str] = {}
     for name, count in (("n_fake", len(fake)), ("n_real", n_real)):
         if count is not None and count < RELIABLE_N and "fid" in metrics:
             warnings.append(f"{name}={count} < {RELIABLE_N}: FID is biased upward at this n; compare FIDs only at "
                             "equal n_real and n_fake, and prefer KID (unbiased at any n)")
-    if "fid" in metrics:
-        values["fid"] = fid_against(ref, fake)
-    if "kid" in metrics:
-        add_kid(ref.feats, fake, values, protocol, unavailable)
-    if "prdc" in metrics:
-        _prdc(ref.feats, fake, values, protocol, unavailable)
-    if "is" in metrics:
-        _inception_score(fake, classifier, values, protocol, unavailable)
-    return EvalResult(values, protocol, warnings, unavailable)
+    scoring = Scoring(ref, fake, classifier, protocol=protocol)
+    for name in metrics:
+        scorer(name)(scoring)
+    return EvalResult(scoring.values, protocol, warnings, scoring.unavailable)
 
 
 def evaluate_per_class(sample: Callable[[int, int], torch.Tensor], n_per_class: int, reference: Reference,
@@ -155,6 +158,14 @@ def fid_against(ref, fake: Features) -> float:
     return frechet_distance(ref.mu, ref.sigma, mu, sigma, factor2=covariance_factor(fake.feats))
 
 
+def score_fid(s: Scoring) -> None:
+    s.values["fid"] = fid_against(s.ref, s.fake)
+
+
+def score_kid(s: Scoring) -> None:
+    add_kid(s.ref.feats, s.fake, s.values, s.protocol, s.unavailable)
+
+
 def add_kid(real: np.ndarray | None, fake: Features, values, protocol, unavailable) -> None:
     if real is None:
         unavailable["kid"] = "the reference statistics file has no features (feats); KID needs them"
@@ -173,7 +184,8 @@ def add_kid(real: np.ndarray | None, fake: Features, values, protocol, unavailab
         protocol.update(kid_subsets=str(SUBSETS), kid_subset_size=str(m))
 
 
-def _prdc(real: np.ndarray | None, fake: Features, values, protocol, unavailable) -> None:
+def score_prdc(s: Scoring) -> None:
+    real, fake, values, protocol, unavailable = s.ref.feats, s.fake, s.values, s.protocol, s.unavailable
     if real is None:
         unavailable["prdc"] = "the reference statistics file has no features (feats); PRDC needs them"
     elif min(len(real), len(fake)) <= max(PR_K, DC_K):
@@ -183,7 +195,8 @@ def _prdc(real: np.ndarray | None, fake: Features, values, protocol, unavailable
         protocol.update(pr_k=str(PR_K), dc_k=str(DC_K))
 
 
-def _inception_score(fake: Features, classifier, values, protocol, unavailable) -> None:
+def score_inception(s: Scoring) -> None:
+    fake, classifier, values, protocol, unavailable = s.fake, s.classifier, s.values, s.protocol, s.unavailable
     if classifier is None:
         unavailable["is"] = UNAVAILABLE
     elif len(fake) < SPLITS:

@@ -6,8 +6,8 @@ excluded). Then, as in Naeem et al.'s reference implementation (the `prdc` packa
 - recall:    share of real samples inside at least one generated ball (is the real data covered?)
 - density:   mean number of real balls containing a generated sample, / k
 - coverage:  share of real samples whose ball contains at least one generated sample
-Precision/recall use k = 3 (Kynkäänniemi et al.'s default), density/coverage k = 5 (Naeem et al.'s). Distances are
-computed in blocks, so memory stays bounded at any n.
+Precision/recall use k = 3 (Kynkäänniemi et al.'s default), density/coverage k = 5 (Naeem et al.'s). Distances
+(neighbours.py) are computed in blocks, so memory stays bounded at any n.
 """
 
 from __future__ import annotations
@@ -15,44 +15,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.metrics.neighbours import block_rows, distances, float64, knn_radii
+
 PR_K = 3
 DC_K = 5
-_BLOCK_ENTRIES = 1 << 23  # distances per block (64 MiB in float64)
-
-
-def _block_rows(n_columns: int) -> int:
-    return max(1, _BLOCK_ENTRIES // max(1, n_columns))
-
-
-def _float64(a) -> torch.Tensor:  # torch, not numpy: one BLAS thread pool with the network's (see frechet.py)
-    return torch.as_tensor(np.asarray(a), dtype=torch.float64)
-
-
-def _distances(x: torch.Tensor, y: torch.Tensor, y_sq: torch.Tensor) -> torch.Tensor:
-    sq = (x * x).sum(dim=1)[:, None] + y_sq[None, :] - 2 * x @ y.T
-    return sq.clamp(min=0).sqrt()
-
-
-def knn_radii(feats: np.ndarray, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
-    """Distance of every sample to its k-th nearest other sample, for each k in `ks`."""
-    x = _float64(feats)
-    n = x.shape[0]
-    if n <= max(ks):
-        raise ValueError(f"k-NN radii with k={max(ks)} need more than {max(ks)} samples, got {n}")
-    sq = (x * x).sum(dim=1)
-    radii = {k: torch.empty(n, dtype=torch.float64) for k in ks}
-    step = _block_rows(n)
-    for start in range(0, n, step):
-        d = _distances(x[start:start + step], x, sq)
-        nearest = d.topk(max(ks) + 1, dim=1, largest=False).values  # column 0 is the sample itself (distance 0)
-        for k in ks:
-            radii[k][start:start + step] = nearest[:, k]
-    return radii
 
 
 def prdc(feats_real: np.ndarray, feats_fake: np.ndarray, pr_k: int = PR_K, dc_k: int = DC_K) -> dict[str, float]:
     """precision, recall, density, coverage of the generated set against the real set."""
-    real, fake = _float64(feats_real), _float64(feats_fake)
+    real, fake = float64(feats_real), float64(feats_fake)
     real_radii = knn_radii(real, tuple(sorted({pr_k, dc_k})))
     fake_radius = knn_radii(fake, (pr_k,))[pr_k]
     fake_sq = (fake * fake).sum(dim=1)
@@ -60,10 +31,10 @@ def prdc(feats_real: np.ndarray, feats_fake: np.ndarray, pr_k: int = PR_K, dc_k:
     real_balls_per_fake = torch.zeros(fake.shape[0], dtype=torch.float64)
     real_in_fake_ball = torch.zeros(real.shape[0], dtype=torch.bool)
     real_ball_has_fake = torch.zeros(real.shape[0], dtype=torch.bool)
-    step = _block_rows(fake.shape[0])
+    step = block_rows(fake.shape[0])
     for start in range(0, real.shape[0], step):
         rows = slice(start, start + step)
-        d = _distances(real[rows], fake, fake_sq)  # (real block, fake)
+        d = distances(real[rows], fake, fake_sq)  # (real block, fake)
         fake_in_real_ball |= (d < real_radii[pr_k][rows, None]).any(dim=0)
         real_balls_per_fake += (d < real_radii[dc_k][rows, None]).sum(dim=0)
         real_in_fake_ball[rows] = (d < fake_radius[None, :]).any(dim=1)

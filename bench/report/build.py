@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import results
 from bench.errors import BenchError
 from bench.report import display as D
 from bench.report import plots, render, tables
@@ -18,6 +19,7 @@ from bench.report import translation as T
 from bench.report.canvas import Figure
 from bench.report.records import curve_table, fetch_artifact, is_translation, load_records, tidy_table
 from bench.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from bench.results import BEST, BEST_STEP, HEADLINE
 
 FORMATS = ("html", "md", "tex", "csv")
 TEST_NAMES = {"mannwhitney": "Mann-Whitney U", "welch": "Welch's t test"}
@@ -48,35 +50,31 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
     curves = curve_table(records)
     everything = tables.trials_table(tidy, records.param_columns)
     # each trial's whole config (tag bench.config), last: what `bench reproduce REPORT` re-trains it from
-    everything = everything.merge(records.runs[["run_id", "config"]], on="run_id", how="left")
+    everything = everything.merge(records.runs[["run_id", "config", "task"]], on="run_id", how="left")
     translating = is_translation(everything)
     trials, translation = everything[~translating], everything[translating]  # noise-to-image, image-to-image
     test = tables.suite_test(everything)
-    final = tables.cell_summaries(trials, "fid_final")
-    best = tables.cell_summaries(trials, "fid_best", step_metric="fid_best_step")
-    kid = _optional(trials, "kid_final")
-    intra = _optional(trials, "intra_fid_final")
-    if intra is not None:  # methods without labels have no intra-FID: rows for them would say nothing
-        intra = intra[intra["n"] > 0].reset_index(drop=True)
-    significance = tables.significance_table(trials, final, "fid_final", test)
+    final = tables.cell_summaries(trials, HEADLINE)
+    best = tables.cell_summaries(trials, BEST, step_metric=BEST_STEP)
+    others = {m.name: (m, _optional(trials, m)) for m in results.tabled() if m is not results.FID}
+    others = {name: (m, table) for name, (m, table) in others.items() if table is not None}
+    significance = tables.significance_table(trials, final, HEADLINE, test)
     failures = tables.failures_table(trials, translation)
     protocol = tables.protocol_table(everything)
     tuning = tables.tuning_table(trials, records.param_columns)
     budget = tables.budget_table(trials)
 
-    csv = {"tidy": tidy, "curves": curves, "trials": everything, "fid_final": final, "fid_best": best,
-           "significance": significance, "failures": failures, "protocol": protocol}
-    if kid is not None:
-        csv["kid_final"] = kid
-    if intra is not None:
-        csv["intra_fid_final"] = intra
+    csv = {"tidy": tidy, "curves": curves, "trials": everything.drop(columns="task"), HEADLINE: final,
+           BEST: best, "significance": significance, "failures": failures, "protocol": protocol}
+    csv.update({results.summary_name(m.final[0]): table for m, table in others.values()})
     if len(tuning):
         csv.update(tuning=tuning, budget=budget)
 
     warnings = tables.evaluation_warnings(everything)
-    displays = _displays(final, best, kid, intra, significance, failures, protocol, warnings, tuning, test)
+    displays = _displays(final, best, others, significance, failures, protocol, warnings, tuning, test)
     _claim(out, formats)  # only now: a suite that cannot be reported leaves the folder as it was
     pictures = bool({"html", "md"} & set(formats))
+    grids = ["headline", "best", *others, "translation"]  # the displays also written as formatted CSV
     figures = []
     if len(translation):
         shown, translation_figures, translation_csv = T.section(translation, out, pictures)
@@ -91,7 +89,7 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
         for name, table in csv.items():
             render.write_csv(table, out / "tables" / f"{name}.csv")
             written.append(out / "tables" / f"{name}.csv")
-        for key in ("headline", "best", "kid", "intra", "translation"):  # the study's layout, as formatted text
+        for key in grids:  # the study's layout, as formatted text
             if key in displays:
                 path = out / "tables" / f"{displays[key].name}.csv"
                 render.write_csv(render.display_frame(displays[key]), path)
@@ -103,8 +101,7 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
             path.write_text(render.to_tex(shown), encoding="utf-8")
             written.append(path)
     title = f"bench report: {suite}"
-    csv_names = [*csv, *(displays[k].name for k in ("headline", "best", "kid", "intra", "translation")
-                         if k in displays)]
+    csv_names = [*csv, *(displays[k].name for k in grids if k in displays)]
     blocks = _page(suite, everything, displays, figures, csv_names if "csv" in formats else [])
     if "html" in formats:
         (out / "index.html").write_text(render.to_html(title, blocks), encoding="utf-8")
@@ -141,35 +138,31 @@ def _claim(out: Path, formats: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _optional(trials: pd.DataFrame, metric: str) -> pd.DataFrame | None:
-    """Per-cell summaries of a metric only some suites log (KID, intra-FID); None when no trial logged it."""
-    if metric not in trials or not tables.seeded(trials)[metric].notna().any():
+def _optional(trials: pd.DataFrame, metric: results.Metric) -> pd.DataFrame | None:
+    """Per-cell summaries of a metric only some suites log (KID, AuthPct, intra-FID); None when no trial logged
+    it."""
+    column = results.summary_name(metric.final[0])
+    if column not in trials or not tables.seeded(trials)[column].notna().any():
         return None
-    return tables.cell_summaries(trials, metric)
+    table = tables.cell_summaries(trials, column, lower_is_better=metric.lower_is_better)
+    if not metric.rows_without_values:  # e.g. methods without labels have no intra-FID: their rows say nothing
+        table = table[table["n"] > 0].reset_index(drop=True)
+    return table
 
 
-def _displays(final, best, kid, intra, significance, failures, protocol, warnings, tuning,
+def _displays(final, best, others, significance, failures, protocol, warnings, tuning,
               test) -> dict[str, D.Display]:
     out = {}
     if len(final):
-        out["headline"] = D.metric_grid(final, "fid_final_table", "Final FID (lower is better)",
+        out["headline"] = D.metric_grid(final, f"{HEADLINE}_table", "Final FID (lower is better)",
                                         _headline_notes(test), significance=significance)
         out["significance"] = D.significance_display(significance, _significance_notes(significance, test))
-        out["best"] = D.metric_grid(best, "fid_best_table", "Best FID over training, and when it was reached",
+        out["best"] = D.metric_grid(best, f"{BEST}_table", "Best FID over training, and when it was reached",
                                     _best_notes(), step=True)
-    if kid is not None:
-        out["kid"] = D.metric_grid(kid, "kid_final_table", "Final KID (lower is better)", [
-            "Final KID (kernel inception distance, unbiased, from the same Inception features as FID): "
-            "mean ± std over seeds, bootstrap 95% CI of the mean, n. Bold: lowest mean per dataset. "
-            "Not tested."],
-            decimals=4)
-    if intra is not None:
-        out["intra"] = D.metric_grid(intra, "intra_fid_final_table", "Final intra-FID (lower is better)", [
-            "Intra-FID (Miyato & Koyama 2018; StudioGAN's intra-class FID): for each class, the FID of images "
-            "generated for that label against the real images of that class, averaged over the classes; mean "
-            "± std over seeds, bootstrap 95% CI of the mean, n. It asks whether a conditional model follows its "
-            "labels, which the FID of its unlabelled mix cannot tell. Conditional methods only (— for the "
-            "others); per-class values are in tables/tidy.csv (intra_fid/<class>). Not tested."])
+    for name, (metric, table) in others.items():  # bench/results.py: each metric with a table, in its order
+        out[name] = D.metric_grid(table, f"{results.summary_name(metric.final[0])}_table",
+                                  f"Final {metric.title} ({metric.better})", [metric.table],
+                                  decimals=metric.decimals)
     out["failures"] = D.failures_display(failures)
     out["protocol"] = D.protocol_display(protocol, warnings)
     if len(tuning):
@@ -265,11 +258,10 @@ def _page(suite, trials, displays, figures, csv_names) -> list[render.Block]:
                          "same records give byte-identical tables. Lower FID and KID are better."),
     ]
     by_file = {Path(f.file).stem: f for f in figures}
-    sections = [("Final FID", ["headline"], ["fid_final_per_seed"]),
+    sections = [("Final FID", ["headline"], [f"{HEADLINE}_per_seed"]),
                 ("Is the difference real?", ["significance"], []),
                 ("Best FID over training", ["best"], ["fid_vs_step"]),
-                ("KID", ["kid"], []),
-                ("Intra-FID: does a conditional model follow its labels?", ["intra"], []),
+                *((m.section or m.title, [m.name], []) for m in results.tabled() if m is not results.FID),
                 ("Translation: between doing nothing and real against real", ["translation", "baselines",
                                                                                  "paired"], ["translation_fid"]),
                 ("Training curves", [], sorted(k for k in by_file if k.startswith("losses_"))),

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bench.results import HEADLINE
+
+BEST_HEADLINE = f"best_{HEADLINE}"  # the tuning table's column (tables.py)
+
 MISSING = "—"
 DAGGER = "†"
 
@@ -154,7 +158,7 @@ def tuning_display(table: pd.DataFrame) -> Display:
               "best trial", "its hyperparameters"]
     rows = [[Cell.of(r.study), Cell.of(r.label), Cell.of(r.dataset), Cell.of(str(r.n_trials)),
              Cell.of(str(r.n_failed)), Cell.of(str(r.n_pruned)), Cell.of(str(r.n_incomplete)),
-             Cell.of(number(r.best_fid_final)), Cell.of(integer(r.best_trial)), Cell.of(text(r.best_params))]
+             Cell.of(number(getattr(r, BEST_HEADLINE))), Cell.of(integer(r.best_trial)), Cell.of(text(r.best_params))]
             for r in table.itertuples()]
     notes = ["The best of many hyperparameter trials is optimistic in the same way best-over-training is: "
              "re-run the chosen configuration with several seeds before comparing it (`bench tune ... --export "

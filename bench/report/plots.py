@@ -15,6 +15,7 @@ from PIL import Image
 
 from bench.report.canvas import Figure, canvas, palette_for, save, slug
 from bench.report.records import is_translation, loss_order
+from bench.results import HEADLINE
 
 # What each loss name a method returns means, for the legends (an unknown name is shown as it is).
 LOSS_NAMES = {"loss_d": "discriminator / critic", "loss_g": "generator", "loss_class": "D's class loss (real)",
@@ -110,20 +111,20 @@ def fid_vs_step(tidy: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Figure:
 
 def fid_per_seed(trials: pd.DataFrame, summary: pd.DataFrame, out: Path) -> Figure:
     """Final FID of every finished seed (points) over a box per method; counts under each method's name."""
-    data = trials[trials["study"].isna() & (trials["outcome"] == "finished") & trials["fid_final"].notna()]
+    data = trials[trials["study"].isna() & (trials["outcome"] == "finished") & trials[HEADLINE].notna()]
     datasets = sorted(summary["dataset"].unique())
     names = sorted(summary["row"].unique())
     palette = palette_for(names)
     width = max(5.0, 1.2 * len(names))
-    file = "figures/fid_final_per_seed.png"
+    file = f"figures/{HEADLINE}_per_seed.png"
     with canvas(1, max(1, len(datasets)), width, 3.6) as (fig, axes):
         for ax, dataset in zip(axes.flat, datasets, strict=False):
             part = data[data["dataset"] == dataset]
             order = [n for n in names if ((summary["row"] == n) & (summary["dataset"] == dataset)).any()]
             if len(part):
-                sns.boxplot(part, x="row", y="fid_final", order=order, hue="row", hue_order=order,
+                sns.boxplot(part, x="row", y=HEADLINE, order=order, hue="row", hue_order=order,
                             palette=palette, fill=False, showfliers=False, ax=ax, legend=False)
-                sns.swarmplot(part, x="row", y="fid_final", order=order, hue="row", hue_order=order,
+                sns.swarmplot(part, x="row", y=HEADLINE, order=order, hue="row", hue_order=order,
                               palette=palette, size=6, ax=ax, legend=False)
             counts = summary[summary["dataset"] == dataset].set_index("row")
             labels = []

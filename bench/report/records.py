@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import results
 from bench.errors import BenchError
-from bench.methods import METHODS
 from bench.tracking import reading
 
 # Training-curve metrics, logged every `log.every` steps: every loss a method returns (named loss_*, an open set:
@@ -33,9 +33,8 @@ def loss_order(names) -> list[str]:
     """loss_d and loss_g first, the others by name."""
     names = {n for n in names if n.startswith(CURVE_PREFIX)}
     return [n for n in ("loss_d", "loss_g") if n in names] + sorted(names - {"loss_d", "loss_g"})
-# Evaluation metrics in the order tables show them; metrics not listed here follow, sorted by name.
-EVAL_METRICS = ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage", "is_mean",
-                "is_std", "fid_final", "fid_best", "fid_best_step", "kid_final")
+# Evaluation metrics in the order tables show them (bench/results.py); metrics not listed there follow, by name.
+EVAL_METRICS = tuple(results.column_order())
 # bench.* run tags -> column names.
 IDENTITY_TAGS = {"bench.suite": "suite", "bench.label": "label", "bench.method": "method",
                  "bench.dataset": "dataset", "bench.seed": "seed", "bench.status": "status",
@@ -113,7 +112,8 @@ def _load_records(tracking_uri: str, suite: str) -> Records:
         row = {col: tags.get(tag) for tag, col in IDENTITY_TAGS.items()}
         row["label"] = row["label"] or row["method"]
         row["status"] = row["status"] or "unknown"
-        row.update(run_id=run.info.run_id, run_name=run.info.run_name, config=tags.get("bench.config"))
+        row.update(run_id=run.info.run_id, run_name=run.info.run_name, config=tags.get("bench.config"),
+                   task=tags.get("bench.task") or "generation")
         for key, value in tags.items():
             if key.startswith(("eval.", "fingerprint.")):
                 row[key] = _parse(value)
@@ -128,7 +128,7 @@ def _load_records(tracking_uri: str, suite: str) -> Records:
             histories.extend((run.info.run_id, metric, m.step, m.timestamp, i, m.value)
                              for i, m in enumerate(history))
     params -= protocol
-    runs_df = pd.DataFrame(rows, columns=[*IDENTITY_COLUMNS, "trial_key", "run_name", "run_id", "config",
+    runs_df = pd.DataFrame(rows, columns=[*IDENTITY_COLUMNS, "trial_key", "run_name", "run_id", "config", "task",
                                           *sorted(protocol), *sorted(params)])
     for col in ("seed", "failure_step", "tune_trial"):
         runs_df[col] = pd.to_numeric(runs_df[col], errors="coerce").astype("Int64")
@@ -247,5 +247,5 @@ def fetch_artifact(tracking_uri: str, run_id: str, path: str, dst: Path) -> Path
 
 
 def is_translation(trials: pd.DataFrame) -> pd.Series:
-    tasks = {name: cls.task for name, cls in METHODS.items()}
-    return trials["method"].map(lambda m: tasks.get(m, "generation")).eq("translation")
+    """Image-to-image trials, by the task their run recorded (tag bench.task; column `task` of Records.runs)."""
+    return trials["task"].eq("translation")

@@ -13,16 +13,16 @@ import math
 import numpy as np
 import pandas as pd
 
+from bench import results
 from bench.errors import BenchError
 from bench.report import stats
+from bench.report.display import BEST_HEADLINE
 from bench.report.records import IDENTITY_COLUMNS
 
-TRANSLATION_METRICS = ("fid_a2b_final", "fid_b2a_final", "kid_a2b_final", "kid_b2a_final", "l1_a2b_final",
-                       "psnr_a2b_final", "ssim_a2b_final", "baseline_fid_a_vs_a", "baseline_fid_b_vs_b",
-                       "baseline_fid_a_vs_b")
-SUMMARY_METRICS = ("fid_final", "fid_best", "fid_best_step", "kid_final", "intra_fid_final", *TRANSLATION_METRICS)
-# a column only when some trial logged it
-OPTIONAL_METRICS = ("kid_final", "intra_fid_final", *TRANSLATION_METRICS)
+SUMMARY_METRICS = tuple(results.summary_columns())  # bench/results.py
+# a column only when some trial logged it: all but the headline's
+OPTIONAL_METRICS = tuple(n for n in SUMMARY_METRICS if n not in results.FID.summaries)
+HEADLINE = results.HEADLINE
 # Params that never tell two configurations apart (they do not change a trial's numbers).
 NOT_HYPERPARAMETERS = ("device", "report.test")
 
@@ -103,11 +103,12 @@ def cell_values(trials: pd.DataFrame, row: str, dataset: str, metric: str) -> np
     return cell[metric].dropna().to_numpy(dtype=float)
 
 
-def cell_summaries(trials: pd.DataFrame, metric: str, step_metric: str | None = None) -> pd.DataFrame:
+def cell_summaries(trials: pd.DataFrame, metric: str, step_metric: str | None = None,
+                   lower_is_better: bool = True) -> pd.DataFrame:
     """One row per (row, dataset): n, mean, std (ddof=1), bootstrap CI, best flag, and what was left out.
 
     Only finished trials with a value enter the statistics; failed, incomplete and finished-without-value
-    trials are counted next to them. `best` marks the lowest mean per dataset (lower is better for FID/KID).
+    trials are counted next to them. `best` marks the lowest mean per dataset (the highest when higher is better).
     """
     rows = []
     for (row, dataset), cell in seeded(trials).groupby(["row", "dataset"], sort=True):
@@ -132,15 +133,15 @@ def cell_summaries(trials: pd.DataFrame, metric: str, step_metric: str | None = 
     if step_metric:
         columns += ["step_median", "steps"]
     table = pd.DataFrame(rows, columns=columns)
-    table.insert(9, "best", _best(table))
+    table.insert(9, "best", _best(table, lower_is_better))
     return table
 
 
-def _best(table: pd.DataFrame) -> pd.Series:
+def _best(table: pd.DataFrame, lower_is_better: bool) -> pd.Series:
     if table.empty:
         return pd.Series([], dtype=bool)
-    lowest = table.groupby("dataset")["mean"].transform("min")
-    return table["mean"].notna() & (table["mean"] == lowest)
+    best = table.groupby("dataset")["mean"].transform("min" if lower_is_better else "max")
+    return table["mean"].notna() & (table["mean"] == best)
 
 
 def reference_rows(summary: pd.DataFrame) -> dict[str, str]:
@@ -206,7 +207,7 @@ def failures_table(trials: pd.DataFrame, translation: pd.DataFrame | None = None
     """Every trial that did not give a final FID: failed, incomplete, or finished without the metric (for
     translation trials, the A->B FID)."""
     parts = []
-    for group, metric in ((trials, "fid_final"), (translation, "fid_a2b_final")):
+    for group, metric in ((trials, results.HEADLINE), (translation, results.TRANSLATION_FID.summaries[0])):
         if group is None or group.empty:
             continue
         values = group[metric] if metric in group else pd.Series(np.nan, index=group.index)
@@ -267,8 +268,8 @@ def _tuning_values(group: pd.DataFrame) -> np.ndarray:
     """Final FID per tuning trial in trial order; failed, pruned or value-less trials are +inf (budget spent, no
     final result), incomplete ones left out."""
     done = group[group["outcome"] != "incomplete"].sort_values("tune_trial", kind="stable")
-    ok = (done["outcome"] == "finished") & done["fid_final"].notna()
-    return np.where(ok, done["fid_final"].astype(float), np.inf)
+    ok = (done["outcome"] == "finished") & done[HEADLINE].notna()
+    return np.where(ok, done[HEADLINE].astype(float), np.inf)
 
 
 def budget_table(trials: pd.DataFrame) -> pd.DataFrame:
@@ -291,18 +292,18 @@ def tuning_table(trials: pd.DataFrame, param_columns: list[str]) -> pd.DataFrame
     tuned = trials[trials["study"].notna()]
     candidates = hyperparameter_columns(param_columns)
     for (study, label, dataset), group in tuned.groupby(["study", "label", "dataset"], sort=True):
-        ok = group[(group["outcome"] == "finished") & group["fid_final"].notna()]
+        ok = group[(group["outcome"] == "finished") & group[HEADLINE].notna()]
         entry = {"study": study, "label": label, "dataset": dataset, "n_trials": len(group),
                  "n_failed": int((group["outcome"] == "failed").sum()),
                  "n_pruned": int((group["outcome"] == "pruned").sum()),
                  "n_incomplete": int((group["outcome"] == "incomplete").sum()),
-                 "best_fid_final": math.nan, "best_trial": pd.NA, "best_params": ""}
+                 BEST_HEADLINE: math.nan, "best_trial": pd.NA, "best_params": ""}
         if len(ok):
-            best = ok.sort_values(["fid_final", "tune_trial"], kind="stable").iloc[0]
-            entry.update(best_fid_final=float(best["fid_final"]), best_trial=best["tune_trial"],
+            best = ok.sort_values([HEADLINE, "tune_trial"], kind="stable").iloc[0]
+            entry.update({BEST_HEADLINE: float(best[HEADLINE])}, best_trial=best["tune_trial"],
                          best_params=describe(best, varying(group, candidates)))
         rows.append(entry)
     table = pd.DataFrame(rows, columns=["study", "label", "dataset", "n_trials", "n_failed", "n_pruned",
-                                        "n_incomplete", "best_fid_final", "best_trial", "best_params"])
+                                        "n_incomplete", BEST_HEADLINE, "best_trial", "best_params"])
     table["best_trial"] = table["best_trial"].astype("Int64")
     return table

@@ -1,6 +1,7 @@
 """The report's translation section: FID per direction over seeds, between the baselines of the data alone
 (report 004's figure 6: real against real, and the untranslated source against the target), and L1 / PSNR / SSIM
-for aligned pairs. Translation trials are told apart by their method (bench.methods, task "translation")."""
+for aligned pairs. Translation trials are those whose run recorded bench.task = translation; a method's directions are
+those any of its trials logged a value for (pix2pix: a2b only)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.methods import METHODS
 from bench.report import display as D
 from bench.report import tables
 from bench.report.canvas import Figure, canvas, palette_for, save
@@ -23,9 +23,10 @@ def directions(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per translation trial and direction: column `dataset` is '<dataset> A→B', `fid` and `kid` the final
     values, `floor` / `nothing` the baselines for that direction (the target's two halves; A against B)."""
     rows = []
-    for _, trial in trials.iterrows():
-        method = METHODS.get(trial["method"])
-        for direction in (method.directions if method else ("a2b",)):
+    logged = {method: [d for d in ARROWS if f"fid_{d}_final" in group and group[f"fid_{d}_final"].notna().any()]
+              for method, group in trials.groupby("method")}
+    for _, trial in trials.drop(columns="task", errors="ignore").iterrows():
+        for direction in logged.get(trial["method"]) or ("a2b",):
             target = direction[-1]
             entry = {**trial.to_dict(), "dataset": f"{trial['dataset']} {ARROWS[direction]}", "direction": direction,
                      "fid": trial.get(f"fid_{direction}_final"), "kid": trial.get(f"kid_{direction}_final"),

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from bench import cli_options as opt
+from bench.results import HEADLINE, objectives
 
 
 def tune_command(
@@ -27,8 +28,8 @@ def tune_command(
                                                                   "budgets")] = False,
     export: Annotated[Path | None, typer.Option(help="write the best configuration as a suite (FILE.yaml)")] = None,
     export_seeds: Annotated[int, typer.Option(help="seeds of the exported suite")] = 5,
-    objective: Annotated[str | None, typer.Option(help="fid_final, fid_best or kid_final [suite tune.objective, "
-                                                       "fid_final]")] = None,
+    objective: Annotated[str | None, typer.Option(help=f"{', '.join(objectives())} [suite tune.objective, "
+                                                       f"{HEADLINE}]")] = None,
     pruner: Annotated[str | None, typer.Option(help="median, hyperband or none [suite tune.pruner, median]")] = None,
     seed: Annotated[int, typer.Option(help="seed of the sampler and of every trial")] = 0,
     set_: opt.SetValues = [],  # noqa: B006
@@ -48,7 +49,9 @@ def tune_command(
     opt.check_device(device)
     placement = opt.placement(executor, parallel, per_gpu, address)
     # the studies load Optuna, MLflow and the runner when the command runs, not for every `bench` command
-    from bench.tune.studies import tune
+    from bench.tune.studies import TuneRequest, tune
 
-    tune(method, suite, dataset, trials, storage, study, per_method, export, export_seeds, objective, pruner, seed,
-         opt.with_threads(set_, threads), device, data_root, runs_dir, tracking_uri, placement)
+    tune(TuneRequest(method=method, suite=suite, dataset=dataset, trials=trials, storage=storage, study=study,
+                     per_method=per_method, export=export, export_seeds=export_seeds, objective=objective,
+                     pruner=pruner, seed=seed, set_=tuple(opt.with_threads(set_, threads)), device=device,
+                     data_root=data_root, runs_dir=runs_dir, tracking_uri=tracking_uri, placement=placement))

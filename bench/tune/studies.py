@@ -4,7 +4,7 @@ suite with equal budgets), each run by its workers (bench.tune.workers on bench.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import optuna
@@ -16,6 +16,7 @@ from bench.executors import Placement, check_reachable, make_executor
 from bench.interrupts import ctrl_c_stops_training
 from bench.methods import METHODS, get_method
 from bench.progress import Console
+from bench.results import objectives
 from bench.runner import prepare
 from bench.runs import RunOptions
 from bench.space import describe, method_space
@@ -38,38 +39,63 @@ DEFAULT_BASE = {
 }
 
 
-def tune(method: str | None, suite: Path | None, dataset: str | None, trials: int | None, storage: str | None,
-         study: str | None, per_method: bool, export: Path | None, export_seeds: int, objective: str | None,
-         pruner: str | None, seed: int, set_: list[str], device: str | None, data_root: Path | None, runs_dir: Path,
-         tracking_uri: str | None, placement: Placement) -> None:
+@dataclass(frozen=True)
+class TuneRequest:
+    """What `bench tune` was asked, as its flags say it (bench/tune/cli.py); `tune` checks it."""
+
+    method: str | None = None  # one method (label or name) to tune; None with per_method
+    suite: Path | None = None  # the protocol (default: DEFAULT_BASE)
+    dataset: str | None = None
+    trials: int | None = None  # None: only --export an existing study
+    storage: str | None = None
+    study: str | None = None
+    per_method: bool = False
+    export: Path | None = None
+    export_seeds: int = 5
+    objective: str | None = None  # default: the suite's tune.objective
+    pruner: str | None = None
+    seed: int = 0
+    set_: tuple[str, ...] = ()
+    device: str | None = None
+    data_root: Path | None = None
+    runs_dir: Path = Path("runs")
+    tracking_uri: str | None = None
+    placement: Placement = field(default_factory=Placement)
+
+
+def tune(request: TuneRequest) -> None:
+    r = request
+    method, trials, export, export_seeds, objective, pruner = (r.method, r.trials, r.export, r.export_seeds,
+                                                               r.objective, r.pruner)
     if trials is not None and trials < 1:
         raise BenchError(f"--trials {trials}: a study needs at least 1 trial")
     if export_seeds < 1:
         raise BenchError(f"--export-seeds {export_seeds}: at least 1 seed")
-    for value, allowed, flag in ((objective, ("fid_final", "fid_best", "kid_final"), "--objective"),
+    for value, allowed, flag in ((objective, tuple(objectives()), "--objective"),
                                  (pruner, ("median", "hyperband", "none"), "--pruner")):
         if value is not None and value not in allowed:
             raise BenchError(f"{flag} {value}: use one of {', '.join(allowed)}")
-    if per_method == (method is not None):
+    if r.per_method == (method is not None):
         raise BenchError("name one method to tune (`bench tune wgan`), or give --per-method with --suite")
-    base = load_suite(suite, set_) if suite else load_raw(
-        {**DEFAULT_BASE, "methods": [method or "dcgan"]}, set_, "the default protocol (bench tune without --suite)")
-    specs = base.methods if per_method else [_method(base, method)]
+    base = load_suite(r.suite, list(r.set_)) if r.suite else load_raw(
+        {**DEFAULT_BASE, "methods": [method or "dcgan"]}, list(r.set_),
+        "the default protocol (bench tune without --suite)")
+    specs = base.methods if r.per_method else [_method(base, method)]
     n = trials or base.tune.trials
     if n is None and export is None:
         raise BenchError("--trials N: how many trials the study should hold (or tune.trials in the suite)")
     studies = []
     for spec in specs:
         label = spec.label or spec.name
-        data = _dataset(base, spec, dataset)
-        name = (f"{study}-{label}" if per_method else study) if study else f"{base.name}-{label}-{data.name}"
-        studies.append(_settings(base, spec, data, name, n or 0, objective, pruner, seed))
-    optuna_storage, shown = open_storage(storage)
+        data = _dataset(base, spec, r.dataset)
+        name = (f"{r.study}-{label}" if r.per_method else r.study) if r.study else f"{base.name}-{label}-{data.name}"
+        studies.append(_settings(base, spec, data, name, n or 0, objective, pruner, r.seed))
+    optuna_storage, shown = open_storage(r.storage)
     if n is None:  # export an existing study without running it
         for settings in studies:
             _export(base, settings, optuna_storage, export, export_seeds)
         return
-    run_studies(base, studies, optuna_storage, shown, storage, device, data_root, runs_dir, tracking_uri, placement)
+    run_studies(base, studies, optuna_storage, shown, r)
     if export is not None:
         for settings in studies:
             out = export if len(studies) == 1 else export.with_name(f"{export.stem}-{settings.label}{export.suffix}")
@@ -109,12 +135,13 @@ def _settings(base, spec, data, name, n, objective, pruner, seed):
                          suite=base.model_dump(mode="json", exclude={"tune"}))
 
 
-def run_studies(base, studies, optuna_storage, shown, storage, device, data_root, runs_dir, tracking_uri,
-                placement: Placement | None = None) -> None:
-    """Each study in turn, by the workers `placement` names (one here by default); a summary line per study."""
-    placement = placement or Placement()
-    uri = resolve_tracking_uri(tracking_uri, base.tracking_uri)
-    options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, tracking_uri=uri)
+def run_studies(base, studies, optuna_storage, shown, request: TuneRequest) -> None:
+    """Each study in turn, by the workers the request's placement names (one here by default); a summary line per
+    study."""
+    storage, placement = request.storage, request.placement
+    uri = resolve_tracking_uri(request.tracking_uri, base.tracking_uri)
+    options = RunOptions(runs_root=request.runs_dir, data_root=request.data_root, device=request.device,
+                         tracking_uri=uri)
     check_shared_storage(storage, placement, uri)
     check_reachable(placement)  # in seconds, before the data and the store are prepared
     console = Console()
@@ -122,8 +149,9 @@ def run_studies(base, studies, optuna_storage, shown, storage, device, data_root
     defaults = [make_trial(base, s.method, s.dataset, s.seed) for s in studies]
     data = prepare(defaults, options, console.say)
     for settings, default in zip(studies, defaults, strict=True):
-        if settings.objective == "kid_final" and "kid" not in base.eval.metrics:
-            raise BenchError("--objective kid_final: the suite's eval.metrics lacks kid; add it")
+        metric = objectives()[settings.objective][0]
+        if metric.name not in base.eval.metrics:
+            raise BenchError(f"--objective {settings.objective}: the suite's eval.metrics lacks {metric.name}; add it")
         steps = total_steps(default, len(data.get(default)))
         if settings.pruner != "none" and not base.eval.every:
             console.say("warning: eval.every is 0, so trials report no intermediate FID and nothing is pruned; "

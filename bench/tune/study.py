@@ -36,6 +36,7 @@ from optuna.trial import TrialState
 
 from bench.batches import DataCache
 from bench.errors import BenchError, Interrupted
+from bench.results import HEADLINE, objective_key, objective_value
 from bench.runs import Outcome, RunOptions, read_status, trial_dir, trial_lock
 from bench.streams import tpe_seed
 from bench.suite import DatasetSpec, MethodSpec, Suite, make_trial
@@ -64,7 +65,7 @@ class StudySettings:
     method: MethodSpec
     dataset: DatasetSpec
     trials: int
-    objective: str = "fid_final"
+    objective: str = HEADLINE
     pruner: str = "median"
     seed: int = 0
     space: dict[str, Any] = field(default_factory=dict)  # name -> Distribution
@@ -235,20 +236,6 @@ def counts(study) -> Counter:
     return Counter(t.state.name for t in study.get_trials(deepcopy=False))
 
 
-def value_of(evaluations: list[dict], objective: str) -> float | None:
-    """The study's objective from a trial's evaluations (None if it was not logged)."""
-    if objective == "fid_best":
-        values = [e["fid"] for e in evaluations if "fid" in e]
-        return min(values) if values else None
-    key = "kid_mean" if objective == "kid_final" else "fid"
-    final = evaluations[-1] if evaluations else {}
-    return final.get(key)
-
-
-def intermediate_key(objective: str) -> str:
-    return "kid_mean" if objective == "kid_final" else "fid"
-
-
 @dataclass
 class Worker:
     """Runs proposals of one study in this process until the study holds its trials."""
@@ -276,7 +263,7 @@ class Worker:
         tags = {"bench.study": self.settings.name, "bench.tune_trial": str(trial.number)}
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
-        key = intermediate_key(self.settings.objective)
+        key = objective_key(self.settings.objective)
 
         last = total_steps(bench_trial, len(self.data.get(bench_trial)))
 
@@ -300,7 +287,7 @@ class Worker:
         self.failed_in_a_row = self.failed_in_a_row + 1 if outcome.status in ("failed", "skipped_failed") else 0
         if outcome.status in ("finished", "skipped"):
             self.trained += outcome.status == "finished"
-            value = value_of(_evaluations(outcome, bench_trial, self.options), self.settings.objective)
+            value = objective_value(_evaluations(outcome, bench_trial, self.options), self.settings.objective)
             if value is None:
                 raise TrialFailure(f"the trial logged no {self.settings.objective}; add it to eval.metrics")
             return value

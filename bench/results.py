@@ -1,0 +1,192 @@
+"""Every metric a trial can report, declared once: what one evaluation logs (its keys), which way is better, the
+summaries a finished trial gets (final; best and its step), whether `bench tune` may optimise it, its title and
+table in the report, and where its computation lives. Evaluation, a trial's finish line, tune's objectives, the
+report and `bench reproduce` iterate over METRICS, so adding a metric is one entry here plus the function it names
+(stylegan2-ada-pytorch's `metric_main.register_metric` is the model). docs/records.md is the contract of the
+names.
+
+A leaf: no torch, no numpy, so the suite's validation (below bench.metrics in the layers) reads it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # what `eval.metrics` and `bench fid --metrics` call it
+    keys: tuple[str, ...]  # what one evaluation logs (a metric that could not be computed logs none of them)
+    title: str  # in tables and headings: "FID"
+    final: tuple[str, ...] = ()  # keys whose value at the last evaluation is a summary: <key without _mean>_final
+    best: bool = False  # the first final key is also summarised over training: <stem>_best, <stem>_best_step
+    lower_is_better: bool = True
+    objective: bool = False  # its summaries may be `tune.objective` (studies minimise: lower must be better)
+    console: bool = False  # its final keys are in the line a finished trial prints
+    table: str = ""  # the note of the report's table of its final value per cell (mean, CI, n); "" = no table
+    section: str = ""  # that table's heading (default: the title)
+    decimals: int = 2
+    rows_without_values: bool = True  # False: rows with no value in any cell are left out of its table
+    compute: str = ""  # "module:function" taking a bench.metrics.base.Scoring; "" = computed by its own path
+    features: bool = False  # needs the reference's features, not only their mean and covariance
+    task: str = "generation"  # or "translation" (image to image, per direction)
+    selectable: bool = True  # a name `eval.metrics` accepts
+    once: bool = False  # the same at every evaluation (baselines of the data): its keys are summaries themselves
+
+    @property
+    def summaries(self) -> tuple[str, ...]:
+        names = [summary_name(k) for k in self.final]
+        if self.best:
+            stem = summary_name(self.final[0]).removesuffix("_final")
+            names[1:1] = [f"{stem}_best", f"{stem}_best_step"]
+        return (*names, *(self.keys if self.once else ()))
+
+    @property
+    def better(self) -> str:
+        return "lower is better" if self.lower_is_better else "higher is better"
+
+
+def summary_name(key: str) -> str:
+    return f"{key.removesuffix('_mean')}_final"
+
+
+_INTERVAL = "mean ± std over seeds, bootstrap 95% CI of the mean, n. Bold: {best} mean per dataset. Not tested."
+
+METRICS: dict[str, Metric] = {}
+
+
+def register(metric: Metric) -> Metric:
+    if metric.name in METRICS:
+        raise ValueError(f"metric {metric.name} registered twice")
+    if metric.objective and not metric.lower_is_better:
+        raise ValueError(f"metric {metric.name}: a tune objective must be lower-is-better (studies minimise)")
+    taken = {k for m in METRICS.values() for k in (*m.keys, *m.summaries)}
+    clash = taken & {*metric.keys, *metric.summaries}
+    if clash:
+        raise ValueError(f"metric {metric.name}: {sorted(clash)[0]} is another metric's name")
+    METRICS[metric.name] = metric
+    return metric
+
+
+FID = register(Metric(
+    "fid", ("fid",), "FID", final=("fid",), best=True, objective=True, console=True,
+    compute="bench.metrics.evaluate:score_fid"))
+# the headline: the report's first table, the best row, the significance tests and the tuning tables
+HEADLINE, BEST, BEST_STEP = FID.summaries
+register(Metric(
+    "kid", ("kid_mean", "kid_std"), "KID", final=("kid_mean",), objective=True, decimals=4, features=True,
+    compute="bench.metrics.evaluate:score_kid",
+    table="Final KID (kernel inception distance, unbiased, from the same Inception features as FID): "
+          + _INTERVAL.format(best="lowest")))
+register(Metric(
+    "prdc", ("precision", "recall", "density", "coverage"), "precision/recall/density/coverage",
+    lower_is_better=False, features=True, compute="bench.metrics.evaluate:score_prdc"))
+register(Metric(
+    "is", ("is_mean", "is_std"), "Inception Score", lower_is_better=False,
+    compute="bench.metrics.evaluate:score_inception"))
+register(Metric(
+    "authpct", ("authpct",), "AuthPct", final=("authpct",), lower_is_better=False, features=True, decimals=1,
+    compute="bench.metrics.authenticity:score_authpct", section="AuthPct: does a model return its training images?",
+    table="AuthPct (Alaa et al. 2022, the dgm-eval / fls implementation): the share (%) of generated images "
+          "farther from their nearest reference image than that image is from its own nearest reference "
+          "neighbour, in Inception space; 100 = none sits closer to a training image than the training images "
+          "sit to each other, low values point at copies. " + _INTERVAL.format(best="highest")))
+register(Metric(
+    "intra_fid", ("intra_fid",), "intra-FID", final=("intra_fid",), console=True, rows_without_values=False,
+    section="Intra-FID: does a conditional model follow its labels?",
+    table="Intra-FID (Miyato & Koyama 2018; StudioGAN's intra-class FID): for each class, the FID of images "
+          "generated for that label against the real images of that class, averaged over the classes; mean "
+          "± std over seeds, bootstrap 95% CI of the mean, n. It asks whether a conditional model follows its "
+          "labels, which the FID of its unlabelled mix cannot tell. Conditional methods only (— for the "
+          "others); per-class values are in tables/tidy.csv (intra_fid/<class>). Not tested."))
+TRANSLATION_FID = register(Metric(
+    "translation_fid", ("fid_a2b", "fid_b2a"), "FID per direction", final=("fid_a2b", "fid_b2a"), console=True,
+    task="translation", selectable=False))
+register(Metric("translation_kid", ("kid_a2b_mean", "kid_b2a_mean", "kid_a2b_std", "kid_b2a_std"),
+                "KID per direction", final=("kid_a2b_mean", "kid_b2a_mean"), task="translation", selectable=False))
+register(Metric("paired", ("l1_a2b", "psnr_a2b", "ssim_a2b"), "L1 / PSNR / SSIM of aligned pairs",
+                final=("l1_a2b", "psnr_a2b", "ssim_a2b"), task="translation", selectable=False))
+register(Metric("baselines", ("baseline_fid_a_vs_a", "baseline_fid_b_vs_b", "baseline_fid_a_vs_b"),
+                "FID of the data alone", task="translation", selectable=False, once=True))
+
+
+def selectable() -> list[str]:
+    """The names `eval.metrics` accepts."""
+    return [m.name for m in METRICS.values() if m.selectable]
+
+
+def computed() -> list[Metric]:
+    """The metrics of one feature space computed from a generated set and a reference, in evaluation order."""
+    return [m for m in METRICS.values() if m.compute]
+
+
+def summaries(evaluations: list[dict]) -> dict[str, float]:
+    """A finished trial's summary values (fid_final, fid_best, fid_best_step, kid_final, ...) from its evaluations
+    (one dict per evaluation step, with "step")."""
+    if not evaluations:
+        return {}
+    last, out = evaluations[-1], {}
+    for metric in METRICS.values():
+        for key in metric.final:
+            if key not in last:
+                continue
+            out[summary_name(key)] = last[key]
+            if metric.best and key == metric.final[0]:
+                stem = summary_name(key).removesuffix("_final")
+                best = best_evaluation(evaluations, key, metric.lower_is_better)
+                out.update({f"{stem}_best": best[key], f"{stem}_best_step": best["step"]})
+        if metric.once:
+            out.update({k: last[k] for k in metric.keys if k in last})
+    return out
+
+
+def best_evaluation(evaluations: list[dict], key: str, lower_is_better: bool = True) -> dict:
+    """The evaluation with the best value of `key`; the earliest step among equals."""
+    sign = 1 if lower_is_better else -1
+    return min((e for e in evaluations if key in e), key=lambda e: (sign * e[key], e["step"]))
+
+
+def console_keys() -> list[str]:
+    return [k for m in METRICS.values() if m.console for k in m.final]
+
+
+def objectives() -> dict[str, tuple[Metric, str]]:
+    """`tune.objective` names -> (metric, the evaluation key it reads): fid_final, fid_best, kid_final."""
+    out = {}
+    for metric in METRICS.values():
+        if metric.objective:
+            key = metric.final[0]
+            out.update({name: (metric, key) for name in metric.summaries if not name.endswith("_best_step")})
+    return out
+
+
+def objective_value(evaluations: list[dict], objective: str) -> float | None:
+    """A study's objective from a trial's evaluations (None when it was not logged)."""
+    metric, key = objectives()[objective]
+    if objective.endswith("_best"):
+        logged = [e for e in evaluations if key in e]
+        return best_evaluation(logged, key, metric.lower_is_better)[key] if logged else None
+    return (evaluations[-1] if evaluations else {}).get(key)
+
+
+def objective_key(objective: str) -> str:
+    """The evaluation key a pruner watches for `objective`."""
+    return objectives()[objective][1]
+
+
+def tabled() -> list[Metric]:
+    """The metrics the report shows as a table of final values per cell with an interval: the headline (FID) and
+    those with a `table` note; `bench reproduce --seeds` checks each of them."""
+    return [m for m in METRICS.values() if m is FID or m.table]
+
+
+def summary_columns() -> list[str]:
+    """Every summary a trial can have, in the trials table's order."""
+    return [name for m in METRICS.values() for name in m.summaries]
+
+
+def column_order() -> list[str]:
+    """The metric columns the tidy table puts first (the others follow by name): each step's values of the
+    feature-space metrics, then their summaries."""
+    first = computed()
+    return [k for m in first for k in m.keys] + [s for m in first for s in m.summaries]
