@@ -36,7 +36,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from bench.errors import BenchError
 
@@ -136,10 +136,20 @@ def check(portable: bool, device) -> None:
                          f"torch loads: run the command with {MODE_VARIABLE}=native in its environment")
 
 
+class Settings(Protocol):
+    """What a trial's `numerics:` block says (bench.suite.Numerics; this leaf cannot import it)."""
+
+    portable: bool
+    threads: int
+    deterministic: bool
+
+
 @contextmanager
-def trial_numerics(portable: bool, threads: int, deterministic: bool, device) -> Iterator[None]:
+def trial_numerics(settings: Settings, device) -> Iterator[None]:
     """The trial knobs around a trial's training and evaluation; this process's previous settings afterwards."""
     import torch  # the knobs are torch's
+
+    portable, threads, deterministic = settings.portable, settings.threads, settings.deterministic
 
     saved = (torch.get_num_threads(), torch.backends.mkldnn.enabled, _nnpack_enabled(),
              torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,

@@ -275,7 +275,7 @@ def verdict(record: Record, here_losses: dict[int, dict[str, float]], here_metri
     if parted is None:
         checked = f"{trained} steps" + (_metrics_checked(record, here_metrics) if here_metrics else "")
         return True, f"{name}: identical ({checked})" + (f" within {tolerance:g}" if tolerance else "")
-    with numerics.trial_numerics(t.numerics.portable, t.numerics.threads, t.numerics.deterministic, used):
+    with numerics.trial_numerics(t.numerics, used):
         changed = numerics.differences(record.fingerprint, numerics.fingerprint(used))
     if not record.fingerprint:
         why = "; the record has no fingerprint"

@@ -117,8 +117,7 @@ class Trainer:
             self._build(trial, data, device, grid_data)
 
     def _numerics(self):
-        n = self.trial.numerics
-        return numerics.trial_numerics(n.portable, n.threads, n.deterministic, self.device)
+        return numerics.trial_numerics(self.trial.numerics, self.device)
 
     def _build(self, trial: Trial, data: ImageSet | PairSet, device: torch.device, grid_data: PairSet | None) -> None:
         seed_globals(trial.seed)

@@ -200,8 +200,7 @@ def _open_recorder(trial: Trial, folder: Path, device: torch.device, options: Ru
     if options.tracking_uri is None:
         return None
     recorder = _recorder(trial, folder, options, str(device))
-    n = trial.numerics
-    with numerics.trial_numerics(n.portable, n.threads, n.deterministic, device):  # as the trial computes
+    with numerics.trial_numerics(trial.numerics, device):  # as the trial computes
         here = numerics.fingerprint(device)
         env = environment(device) if not recorder.resumed else None
     if not recorder.resumed:
