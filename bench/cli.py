@@ -165,13 +165,20 @@ def reproduce(
 
 
 @app.command("ls")
-def list_registry(what: Annotated[str, typer.Argument(help="methods or datasets")]) -> None:
-    """List what a registry holds, one line each."""
+def list_registry(what: Annotated[str, typer.Argument(help="methods or datasets")],
+                  name: Annotated[str | None, typer.Argument(help="with methods: one method's hyperparameters")] = None
+                  ) -> None:
+    """List what a registry holds, one line each; `bench ls methods NAME`: a method's hyperparameters, their
+    defaults and what they do."""
     if what == "methods":
-        from bench.methods import METHODS  # the methods' registry: only for the listing asked for
+        from bench.methods import METHODS, get_method  # the methods' registry: only for the listing asked for
 
-        for name in sorted(METHODS):
-            typer.echo(f"{name:<14} {METHODS[name].description}")
+        if name is not None:
+            for field, info in get_method(name).Hyper.model_fields.items():
+                typer.echo(f"{field:<22} {info.default!s:<24} {info.description or ''}".rstrip())
+            return
+        for key in sorted(METHODS):
+            typer.echo(f"{key:<14} {METHODS[key].description}")
     elif what == "datasets":
         from bench.data import DATASETS  # the methods' registry: only for the listing asked for
 

@@ -36,6 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from bench import numerics, perf
 from bench.data import load_dataset, resize
 from bench.methods import METHODS
+from bench.suite import Numerics
 from bench.train import Trainer
 
 REFERENCES = Path(__file__).parent / "references" / "numerics"
@@ -304,20 +305,27 @@ class LossLog:
         pass
 
 
-def trained(methods: list[str] | None = None, steps: int = 3) -> dict[str, str]:
-    """method -> a digest of its losses and every network's weights after `steps` training steps on seeded noise at
-    16 px: where the op entries say which kernel differs, this says whether training's bits do."""
+# the small-data regularisers of the adversarial family, all on at once (bench/methods/adversarial.py)
+SMALL_DATA = {"augment": "diffaugment", "lecam": 0.3, "lecam_start": 1, "bcr": 10.0, "zcr_d": 5.0, "zcr_g": 0.5}
+
+
+def trained(methods: list[str] | None = None, steps: int = 3, params: dict | None = None,
+            suffix: str = "") -> dict[str, str]:
+    """method (+ suffix) -> a digest of its losses and every network's weights after `steps` training steps on
+    seeded noise at 16 px, with `params` over its defaults: where the op entries say which kernel differs, this
+    says whether training's bits do."""
     out = {}
     device = torch.device("cpu")
     for method in methods or sorted(METHODS):
         trial = perf.perf_trial(method, RESOLUTION, 2 * BATCH, WIDTH, device, "portable")
         log = LossLog()
-        trial = trial.model_copy(update={"log": trial.log.model_copy(update={"every": 1})})
+        trial = trial.model_copy(update={"log": trial.log.model_copy(update={"every": 1}),
+                                         "params": {**trial.params, **(params or {})}})
         trainer = Trainer(trial, perf.synthetic_data(8 * BATCH, 3, RESOLUTION, method), device, tracker=log)
         trainer.run(stop_after=steps)
         tensors = [t for _, net in sorted(trainer.method.nets.items()) for _, t in sorted(net.state_dict().items())]
         losses = [{k: v for k, v in step.items() if k.startswith("loss")} for step in log.steps]  # not images/s
-        out[method] = digest(*tensors, json.dumps(losses, sort_keys=True, default=float))
+        out[method + suffix] = digest(*tensors, json.dumps(losses, sort_keys=True, default=float))
     return out
 
 
@@ -325,7 +333,7 @@ def data() -> dict[str, str]:
     """The data pipeline before training: bench's resize (bilinear, antialiased down) of a pattern down and up, and
     the digits as suites load them (8 px, resized up)."""
     image = pattern(2 * 3 * 64 * 64).view(2, 3, 64, 64)
-    with numerics.trial_numerics(True, numerics.DEFAULT_THREADS, False, torch.device("cpu")):  # a command's settings
+    with numerics.trial_numerics(Numerics(), torch.device("cpu")):  # a command's settings
         return {"data.resize[64->16]": digest(resize(image, 16)), "data.resize[64->128]": digest(resize(image, 128)),
                 **{f"data.digits[{px}px]": digest(load_dataset("digits", px).images) for px in (16, 32)}}
 
@@ -358,7 +366,7 @@ def machine() -> dict[str, str]:
 def run_probe(methods: list[str] | None = None, say: Callable[[str], None] = print) -> dict:
     """The whole probe under a portable trial's numerics: machine, fixed, recorded (op -> digest), labels, methods."""
     methods = methods or sorted(METHODS)
-    with numerics.trial_numerics(True, numerics.DEFAULT_THREADS, False, torch.device("cpu")):
+    with numerics.trial_numerics(Numerics(), torch.device("cpu")):
         fixed_part = {**fixed(), **data()}
         say(f"  fixed: {len(fixed_part)} entries")
         calls, used = record(methods)

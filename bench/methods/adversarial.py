@@ -17,6 +17,16 @@ Conditioning (`conditioning:` in a suite, for dcgan, lsgan, wgan, wgan-gp; Studi
   disagree on the fake term for D (several drop it for stability); it is kept here because it is the paper's
   objective and because the classifier it trains is what pushes G toward its labels.
 - `projection`: the projection discriminator (Miyato & Koyama 2018): D(x, y) = psi(phi(x)) + <embed(y), phi(x)>.
+
+Small data (every method of the family, each off by default so existing trials keep their keys and numbers):
+- `augment: diffaugment` transforms every input of D, real and fake, in the D and the G step, with
+  `diffaugment_policy` (diffaugment.py); the gradient penalty's interpolates are between transformed images, so D
+  never sees an untransformed one;
+- `lecam: WEIGHT` adds the LeCam regulariser to D's loss (lecam.py; the weight depends on D's output scale);
+- `bcr: WEIGHT` balanced consistency on real and fake D inputs, `zcr_d` / `zcr_g` / `zcr_sigma` latent consistency
+  (consistency.py).
+Their terms are logged beside the losses (loss_lecam, loss_bcr, loss_zcr, loss_zcr_g) before their weights. ADA
+(adaptive augmentation) is not yet part of the family.
 """
 
 from __future__ import annotations
@@ -25,11 +35,14 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, create_model
+from pydantic import Field, create_model, field_validator
 from torch import nn
 
 import bench.methods.optim as optim
 from bench.methods.base import Hyper, Latents, Method, StepContext, added
+from bench.methods.consistency import flip_translate, squared_difference
+from bench.methods.diffaugment import DEFAULT_POLICY, diffaugment, parse_policy
+from bench.methods.lecam import LeCam
 from bench.methods.objectives import OBJECTIVES, Objective, ObjectiveName
 from bench.methods.penalties import gradient_penalty
 from bench.nets import conv
@@ -43,6 +56,28 @@ class AdversarialHyper(Hyper):
 
     critic_steps: int = Field(1, ge=1, description="discriminator/critic steps per generator step")
     objective: ObjectiveName = added("bce", description="adversarial loss: bce, ls, wgan or hinge")
+    augment: Literal["none", "diffaugment"] = added(
+        "none", description="augmentation of every D input, real and fake, in the D and G steps: none or "
+                            "diffaugment (Zhao et al. 2020)")
+    diffaugment_policy: str = added(DEFAULT_POLICY, description="DiffAugment's ops, a comma-separated subset of "
+                                                                "color,translation,cutout")
+    lecam: float = added(0.0, ge=0, description="LeCam regulariser weight (Tseng et al. 2021), 0 = off; it depends "
+                                                "on D's output scale: 0.3 for BigGAN-style logits, ~1e-6 for "
+                                                "StyleGAN2's")
+    lecam_decay: float = added(0.99, ge=0, lt=1, description="decay of LeCam's moving averages of D's outputs")
+    lecam_start: int = added(1000, ge=0, description="generator step from which LeCam's averages decay (before: "
+                                                     "the current means)")
+    bcr: float = added(0.0, ge=0, description="balanced consistency regularisation weight on real and fake "
+                                              "(Zhao et al. 2021; published 10), 0 = off")
+    zcr_d: float = added(0.0, ge=0, description="latent consistency: D's weight (StudioGAN 20, the paper 5), 0 = off")
+    zcr_g: float = added(0.0, ge=0, description="latent consistency: G's weight (published 0.5), 0 = off")
+    zcr_sigma: float = added(0.05, gt=0, description="latent consistency: std of the latent perturbation")
+
+    @field_validator("diffaugment_policy")
+    @classmethod
+    def _known_ops(cls, value: str) -> str:
+        parse_policy(value)
+        return value
 
 
 class ConditionalHyper(AdversarialHyper):
@@ -59,6 +94,15 @@ class Scores(NamedTuple):
     class_logits: torch.Tensor | None = None  # (N, classes) with the auxiliary classifier
 
 
+class Scored(NamedTuple):
+    """One critic step's D loss, its named parts, and D's raw outputs on the real and the fake batch."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    real: torch.Tensor
+    fake: torch.Tensor
+
+
 class AdversarialMethod(Method):
     """G and D from bench.nets.conv, Adam, `critic_steps` D steps per G step; the objective by name."""
 
@@ -67,6 +111,19 @@ class AdversarialMethod(Method):
     def __init__(self, hp: Hyper, shape):
         self.conditioning = getattr(hp, "conditioning", "none")
         super().__init__(hp, shape)
+        self.ops = parse_policy(hp.diffaugment_policy) if hp.augment == "diffaugment" else ()
+        self.lecam = LeCam(hp.lecam_decay, hp.lecam_start) if hp.lecam > 0 else None
+
+    def augmented(self, x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """What D sees of a batch: DiffAugment's T(x) with fresh draws, or the batch itself."""
+        return diffaugment(x, self.ops, rng) if self.ops else x
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"lecam": self.lecam.state_dict()} if self.lecam is not None else {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if self.lecam is not None:
+            self.lecam.load_state_dict(state["lecam"])
 
     @property
     def objective(self) -> Objective:
@@ -141,6 +198,9 @@ class AdversarialMethod(Method):
         return fake, self.discriminate(self.nets["discriminator"], fake, latents.get("labels")).scores
 
     # the step -----------------------------------------------------------------------------------------------
+    def generate_batch(self, g: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return g(z, labels) if self.conditional else g(z)
+
     def step(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         g, d = self.step_nets["generator"], self.step_nets["discriminator"]
         opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
@@ -151,22 +211,29 @@ class AdversarialMethod(Method):
             z = torch.randn(real.shape[0], self.hp.latent_dim, device=real.device, generator=ctx.rng)
             # only the last critic step's fakes feed the generator step: only they need a graph through G
             with torch.set_grad_enabled(i == critic_steps - 1), ctx.autocast():
-                fake = g(z, labels) if self.conditional else g(z)
+                fake = self.generate_batch(g, z, labels)
             opt_d.zero_grad(set_to_none=True)
             with ctx.autocast():
-                loss_d, terms = self.discriminator_loss(d, real, fake.detach(), labels, ctx.rng)
+                seen_real, seen_fake = self.augmented(real, ctx.rng), self.augmented(fake.detach(), ctx.rng)
+                scored = self.discriminator_loss(d, seen_real, seen_fake, labels, ctx.rng)
+                loss_d, terms = self.regularised(d, g, scored, seen_real, seen_fake, fake.detach(), z, labels, ctx)
             loss_d.backward()
             opt_d.step()
             self.after_discriminator_step()
         opt_g.zero_grad(set_to_none=True)
         with ctx.autocast():
-            loss_g = self.generator_loss(d, fake, labels)
+            loss_g = self.generator_loss(d, self.augmented(fake, ctx.rng), labels)
+            if self.hp.zcr_g > 0:  # G should move when z moves: its loss falls as G(z + dz) parts from G(z)
+                dz = torch.randn(z.shape, device=z.device, generator=ctx.rng) * self.hp.zcr_sigma
+                spread = squared_difference(fake, self.generate_batch(g, z + dz, labels))
+                loss_g = loss_g - self.hp.zcr_g * spread
+                terms["loss_zcr_g"] = spread
         loss_g.backward()  # this also fills D's gradients; D's next zero_grad clears them before they are used
         opt_g.step()
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), **{k: v.detach() for k, v in terms.items()}}
 
-    def discriminator_loss(self, d, real, fake, labels, rng) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The D loss of one critic step and its named parts (logged beside it)."""
+    def discriminator_loss(self, d, real, fake, labels, rng) -> Scored:
+        """The D loss of one critic step, its named parts (logged beside it) and D's outputs on real and fake."""
         real_out = self.discriminate(d, real, labels)
         fake_out = self.discriminate(d, fake, labels)
         loss = self.objective.d_loss(real_out.scores, fake_out.scores)
@@ -175,6 +242,29 @@ class AdversarialMethod(Method):
             real_class = F.cross_entropy(real_out.class_logits, labels)
             loss = loss + self.hp.class_loss_weight * (real_class + F.cross_entropy(fake_out.class_logits, labels))
             terms["loss_class"] = real_class  # how well D classifies real images
+        return Scored(loss, terms, real_out.scores, fake_out.scores)
+
+    def regularised(self, d, g, scored: Scored, seen_real, seen_fake, fake, z, labels,
+                    ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """D's loss with the small-data regularisers the trial asks for (LeCam, bCR, zCR), each term logged."""
+        hp, loss, terms = self.hp, scored.loss, dict(scored.terms)
+        if self.lecam is not None:
+            self.lecam.update(scored.real, scored.fake, ctx.step)
+            terms["loss_lecam"] = self.lecam.penalty(scored.real, scored.fake)
+            loss = loss + hp.lecam * terms["loss_lecam"]
+        if hp.bcr > 0:  # D should not care about a flip and a small shift, of real and of fake images alike
+            terms["loss_bcr"] = (
+                squared_difference(scored.real, self.discriminate(d, flip_translate(seen_real, ctx.rng), labels).scores)
+                + squared_difference(scored.fake,
+                                     self.discriminate(d, flip_translate(seen_fake, ctx.rng), labels).scores))
+            loss = loss + hp.bcr * terms["loss_bcr"]
+        if hp.zcr_d > 0:  # ... nor about a small move of z
+            dz = torch.randn(z.shape, device=z.device, generator=ctx.rng) * hp.zcr_sigma
+            with torch.no_grad():
+                moved = self.generate_batch(g, z + dz, labels)
+            here = self.discriminate(d, fake, labels).scores if self.ops else scored.fake
+            terms["loss_zcr"] = squared_difference(here, self.discriminate(d, moved, labels).scores)
+            loss = loss + hp.zcr_d * terms["loss_zcr"]
         return loss, terms
 
     def generator_loss(self, d, fake, labels) -> torch.Tensor:
@@ -200,9 +290,10 @@ class GradientPenaltyMethod(AdversarialMethod):
     def discriminator_loss(self, d, real, fake, labels, rng):
         # drawn before D's forward passes, as Algorithm 1 draws it with the batch
         eps = torch.rand(real.shape[0], 1, 1, 1, generator=rng, device=real.device, dtype=real.dtype)
-        loss, terms = super().discriminator_loss(d, real, fake, labels, rng)
+        scored = super().discriminator_loss(d, real, fake, labels, rng)
         penalty = gradient_penalty(lambda x: self.discriminate(d, x, labels).scores, real, fake, eps)
-        return loss + self.hp.gradient_penalty_weight * penalty, {**terms, "loss_gp": penalty}
+        return scored._replace(loss=scored.loss + self.hp.gradient_penalty_weight * penalty,
+                               terms={**scored.terms, "loss_gp": penalty})
 
 
 def preset(base: type[AdversarialMethod], name: str, description: str, **defaults: Any) -> type[AdversarialMethod]:
