@@ -307,6 +307,8 @@ class LossLog:
 
 # the small-data regularisers of the adversarial family, all on at once (bench/methods/adversarial.py)
 SMALL_DATA = {"augment": "diffaugment", "lecam": 0.3, "lecam_start": 1, "bcr": 10.0, "zcr_d": 5.0, "zcr_g": 0.5}
+# ADA with p moved after the first batch (every op drawn from then on with probability p)
+ADA = {"augment": "ada", "ada_interval": 1, "ada_kimg": 0.05}
 
 
 def trained(methods: list[str] | None = None, steps: int = 3, params: dict | None = None,

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 EMULATED = ("EPYC-Rome", "Haswell-v4")  # an AMD and an Intel AVX2 CPU without AVX-512
 # one method of each family and each distinct training path: MLP, conv with Adam, the clipped critic with RMSprop,
 # the gradient penalty (double backward), StyleGAN, both translation methods; and DCGAN and WGAN-GP with every
-# small-data regulariser on (DiffAugment, LeCam, bCR, zCR: probe.SMALL_DATA)
+# small-data regulariser on (DiffAugment, LeCam, bCR, zCR: probe.SMALL_DATA), and DCGAN under ADA (grid sampling,
+# colour matrices, the sines of its rotations)
 FAMILIES = ("vanilla", "dcgan", "wgan", "wgan-gp", "stylegan", "cyclegan", "pix2pix")
 # the data pipeline and 3 training steps of each family (CycleGAN 1: under QEMU its step takes ~30 s, two thirds of
 # the emulation's time at 3); then the optimiser bench replaced, planted back: torch's default Adam takes
@@ -36,7 +37,8 @@ from bench import probe
 from bench.methods import optim
 out = {{**probe.data(), **probe.trained({[f for f in FAMILIES if f != "cyclegan"]!r}),
        **probe.trained(["cyclegan"], steps=1),
-       **probe.trained(["dcgan", "wgan-gp"], params=probe.SMALL_DATA, suffix="+smalldata")}}
+       **probe.trained(["dcgan", "wgan-gp"], params=probe.SMALL_DATA, suffix="+smalldata"),
+       **probe.trained(["dcgan"], params=probe.ADA, suffix="+ada")}}
 optim.adam = lambda params, lr, betas: torch.optim.Adam(params, lr=lr, betas=betas)
 out["planted default Adam: dcgan"] = probe.trained(["dcgan"])["dcgan"]
 print(json.dumps(out))
@@ -81,7 +83,7 @@ def test_every_method_family_trains_to_the_same_bits_natively_and_on_emulated_am
     pipeline (bench's resize, the digits at 16 and 32 px)."""
     native = digests["native"]
     assert set(FAMILIES) <= set(native) and sum(k.startswith("data.") for k in native) == 4
-    assert {"dcgan+smalldata", "wgan-gp+smalldata"} <= set(native)
+    assert {"dcgan+smalldata", "wgan-gp+smalldata", "dcgan+ada"} <= set(native)
     for cpu in EMULATED:
         differ = sorted(k for k in native if k != PLANTED and native[k] != digests[cpu].get(k))
         assert not differ, f"under an emulated {cpu} these train or load to other bits: {differ}"

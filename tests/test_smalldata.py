@@ -1,6 +1,8 @@
 """Small data: DiffAugment, LeCam and consistency regularisation as hyperparameters of every adversarial method,
 applied by the shared step (bench/methods/adversarial.py) and checked against hand computations."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -205,6 +207,7 @@ def test_a_grid_over_augment_is_one_trial_each_with_its_own_key(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (", diffaugment_policy: 'color,rotate'", "unknown op 'rotate'"),
     (", augment: mixup", "augment"),
+    (", augment: ada, objective: wgan", "no fixed centre"),
     (", lecam: -1", "lecam"),
 ])
 def test_a_bad_setting_is_one_line_and_exit_2(tmp_path, extra, message):
@@ -229,3 +232,156 @@ def test_bench_ls_methods_name_lists_a_methods_hyperparameters_with_the_new_ones
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
     assert lines["augment"].split()[1] == "none" and lines["lecam"].split()[1] == "0.0"
     assert lines["critic_steps"].split()[1] == "5" and "diffaugment" in lines["augment"]
+
+
+# ADA ---------------------------------------------------------------------------------------------------------
+
+def test_ada_moves_p_by_the_real_images_seen_toward_its_target_and_clamps_it():
+    from bench.methods.ada import AdaptiveAugment
+
+    ada = AdaptiveAugment(target=0.6, interval=4, kimg=1.0)
+    for _ in range(3):
+        ada.observe(torch.ones(16))
+    assert ada.p == 0.0  # no adjustment before `interval` batches
+    ada.observe(torch.ones(16))
+    assert ada.p == pytest.approx(64 / 1000) and ada.rt == 1.0  # 64 real images, all on the real side
+    for _ in range(4):
+        ada.observe(torch.tensor([1.0] * 8 + [-1.0] * 8))  # r_t = 0 < 0.6: p falls by the same image rate
+    assert ada.p == pytest.approx(0.0, abs=1e-12) and ada.rt == 0.0
+    for _ in range(8):
+        ada.observe(-torch.ones(16))
+    assert ada.p == 0.0 and ada.images == 16 * 16  # clamped at 0
+    ls = AdaptiveAugment(interval=1, kimg=1.0, centre=0.5)  # ls targets 0 and 1: 0.4 is on the fake side
+    ls.observe(torch.full((10,), 0.4))
+    assert ls.rt == -1.0 and ls.p == 0.0
+
+
+def test_ada_at_p_zero_is_the_identity_and_at_p_one_changes_every_image_differentiably():
+    from bench.methods.ada import AdaptiveAugment
+
+    ada = AdaptiveAugment()
+    x = images(8, 3, 16).requires_grad_()
+    assert ada(x, torch.Generator().manual_seed(0)) is x
+    ada.p = 1.0
+    out = ada(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and ((out - x).abs().flatten(1).amax(1) > 1e-3).all()
+    out.square().sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    gray = ada(images(8, 1, 16), torch.Generator().manual_seed(1))
+    assert gray.shape == (8, 1, 16, 16) and torch.isfinite(gray).all()
+
+
+@pytest.mark.parametrize("critic_steps", [1, 5])
+def test_ada_p_rises_on_a_tiny_set_at_the_image_rate_whatever_the_critic_steps(critic_steps):
+    """16 digits memorised: D's outputs on real images sit above 0 (r_t > 0.6) and p rises; what moves it is the
+    count of real images D saw, so 5 critic steps per G step move it 5x per G step, the same per image."""
+    from bench.data import load_dataset
+
+    digits = load_dataset("digits", 16, "train")
+    tiny = type(digits)(digits.images[:16], digits.labels[:16], digits.classes)
+    steps = 100 // critic_steps  # 100 real batches of 16 either way
+    trial = make_trial("dcgan", 16, steps=steps, augment="ada", ada_kimg=2.0, critic_steps=critic_steps)
+    trial = trial.model_copy(update={"batch_size": 16})
+    tracker = RecordingTracker()
+    trainer = Trainer(trial, tiny, CPU, tracker=tracker)
+    trainer.run()
+    ada = trainer.method.ada
+    assert ada.images == 100 * 16
+    p = [m["ada_p"] for _, m in tracker.metrics]
+    assert p[-1] > 0.2 and ada.rt > 0.6 and p == sorted(p)
+    assert ada.p <= 100 * 16 / 2000 + 1e-9  # at most every image's share of the kimg
+
+
+def test_an_ada_trial_resumes_bit_identically_with_its_p(tmp_path):
+    data = random_data(1, 16)
+    trial = make_trial("dcgan", 16, steps=10, augment="ada", ada_interval=1, ada_kimg=0.05)
+    full = RecordingTracker()
+    Trainer(trial, data, CPU, tracker=full).run()
+    cut = trial.model_copy(update={"log": trial.log.model_copy(update={"checkpoint_every": 4})})
+    Trainer(cut, data, CPU, run_dir=tmp_path).run(stop_after=6)
+    resumed = RecordingTracker()
+    trainer = Trainer(cut, data, CPU, run_dir=tmp_path, tracker=resumed)
+    trainer.run()
+
+    def losses(records):
+        return [(step, {k: v for k, v in m.items() if k != "images_per_s"}) for step, m in records]
+
+    assert losses(resumed.metrics) == losses(full.metrics)[4:]
+    assert 0 < trainer.method.ada.p  # it had moved before the checkpoint and came back with it
+
+
+def test_ada_with_a_wasserstein_critic_is_refused_in_one_line(tmp_path):
+    text = SUITE.format(extra="", grid="").replace("dcgan: {width: 8}", "wgan-gp: {width: 8, augment: ada}")
+    (tmp_path / "s.yaml").write_text(text)
+    result = bench_cli("run", "s.yaml", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "augment: ada" in result.stderr and "no fixed centre" in result.stderr
+    ok = SUITE.format(extra="", grid="").replace("dcgan: {width: 8}", "lsgan: {width: 8, augment: ada}")
+    (tmp_path / "s.yaml").write_text(ok)
+    assert bench_cli("run", "s.yaml", "--dry-run", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("method", [m for m in ADVERSARIAL if "wgan" not in m])
+def test_every_adversarial_method_without_a_wasserstein_critic_trains_with_ada_and_logs_p(method):
+    tracker = RecordingTracker()
+    trial = make_trial(method, 16, steps=3, augment="ada", ada_interval=1, lecam=0.3)
+    trainer = Trainer(trial, random_data(1, 16), CPU, tracker=tracker)
+    trainer.method.ada.p = 0.5  # the pipeline from the first step, every op drawn for about half the images
+    trainer.run()
+    last = tracker.metrics[-1][1]
+    assert 0 < last["ada_p"] <= 1 and -1 <= last["ada_rt"] <= 1
+    assert all(v == v and abs(v) < float("inf") for v in last.values())
+
+
+def photo_folder(folder: Path, n: int = 100) -> Path:
+    """n 48 px crops of the two photographs scikit-learn ships (a temple in China, a flower), as PNG files."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    photos = load_sample_images().images
+    for i in range(n):
+        photo = photos[i % 2]
+        top, left = rng.integers(0, photo.shape[0] - 96), rng.integers(0, photo.shape[1] - 96)
+        Image.fromarray(photo[top:top + 96, left:left + 96]).resize((48, 48)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+@pytest.mark.slow
+def test_a_grid_over_none_diffaugment_and_ada_trains_all_three_on_a_folder_of_photos(tmp_path):
+    from tests.support import mlflow_runs
+
+    folder = photo_folder(tmp_path / "photos")
+    suite = f"""
+name: photos
+methods: [{{dcgan: {{width: 8, ada_interval: 1, ada_kimg: 0.5}}}}]
+datasets: [{{name: folder, path: {folder}}}]
+grid: {{augment: [none, diffaugment, ada]}}
+seeds: 1
+resolution: 16
+batch_size: 20
+budget: {{steps: 30}}
+eval: {{metrics: []}}
+log: {{every: 5, samples_every: 1000, checkpoint_every: 1000}}
+"""
+    (tmp_path / "photos.yaml").write_text(suite)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    from tests.conftest import sqlite_store
+
+    sqlite_store(tmp_path)
+    ran = bench_cli("run", "photos.yaml", "--tracking-uri", uri, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    runs = mlflow_runs(uri, "photos")
+    by_augment = {r.data.params.get("params.augment", "none"): r for r in runs}
+    assert sorted(by_augment) == ["ada", "diffaugment", "none"] and all(r.info.status == "FINISHED" for r in runs)
+    assert "ada_p" in by_augment["ada"].data.metrics and "ada_p" not in by_augment["none"].data.metrics
+    from mlflow.tracking import MlflowClient
+
+    p = [m.value for m in MlflowClient(uri).get_metric_history(by_augment["ada"].info.run_id, "ada_p")]
+    assert p[-1] > 0  # 100 photos and 8-channel nets: D's outputs on the reals pass the target within 30 steps
+    report = bench_cli("report", "--suite", "photos", "--tracking-uri", uri, "--out", "report", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "report" / "figures" / "ada_p_folder.png").is_file()
+    assert "ADA's p on folder" in (tmp_path / "report" / "README.md").read_text(encoding="utf-8")

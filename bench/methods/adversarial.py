@@ -20,13 +20,14 @@ Conditioning (`conditioning:` in a suite, for dcgan, lsgan, wgan, wgan-gp; Studi
 
 Small data (every method of the family, each off by default so existing trials keep their keys and numbers):
 - `augment: diffaugment` transforms every input of D, real and fake, in the D and the G step, with
-  `diffaugment_policy` (diffaugment.py); the gradient penalty's interpolates are between transformed images, so D
-  never sees an untransformed one;
+  `diffaugment_policy` (diffaugment.py); `augment: ada` does so with ADA's pipeline at a probability p that follows
+  D's overfitting (ada.py; refused with a wgan critic); the gradient penalty's interpolates are between transformed
+  images, so D never sees an untransformed one;
 - `lecam: WEIGHT` adds the LeCam regulariser to D's loss (lecam.py; the weight depends on D's output scale);
 - `bcr: WEIGHT` balanced consistency on real and fake D inputs, `zcr_d` / `zcr_g` / `zcr_sigma` latent consistency
   (consistency.py).
-Their terms are logged beside the losses (loss_lecam, loss_bcr, loss_zcr, loss_zcr_g) before their weights. ADA
-(adaptive augmentation) is not yet part of the family.
+Their terms are logged beside the losses (loss_lecam, loss_bcr, loss_zcr, loss_zcr_g) before their weights, and
+ADA's p and r_t as ada_p and ada_rt.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, create_model, field_validator
+from pydantic import Field, create_model, field_validator, model_validator
 from torch import nn
 
 import bench.methods.optim as optim
+from bench.methods.ada import AdaptiveAugment
 from bench.methods.base import Hyper, Latents, Method, StepContext, added
 from bench.methods.consistency import flip_translate, squared_difference
 from bench.methods.diffaugment import DEFAULT_POLICY, diffaugment, parse_policy
@@ -56,11 +58,14 @@ class AdversarialHyper(Hyper):
 
     critic_steps: int = Field(1, ge=1, description="discriminator/critic steps per generator step")
     objective: ObjectiveName = added("bce", description="adversarial loss: bce, ls, wgan or hinge")
-    augment: Literal["none", "diffaugment"] = added(
-        "none", description="augmentation of every D input, real and fake, in the D and G steps: none or "
-                            "diffaugment (Zhao et al. 2020)")
+    augment: Literal["none", "diffaugment", "ada"] = added(
+        "none", description="augmentation of every D input, real and fake, in the D and G steps: none, "
+                            "diffaugment (Zhao et al. 2020) or ada (Karras et al. 2020, p adapted to D's overfitting)")
     diffaugment_policy: str = added(DEFAULT_POLICY, description="DiffAugment's ops, a comma-separated subset of "
                                                                 "color,translation,cutout")
+    ada_target: float = added(0.6, gt=0, lt=1, description="ADA's target for r_t = E[sign(D(real) - centre)]")
+    ada_interval: int = added(4, ge=1, description="ADA adjusts p after every N discriminator batches")
+    ada_kimg: float = added(500.0, gt=0, description="ADA: thousands of real images for p to move from 0 to 1")
     lecam: float = added(0.0, ge=0, description="LeCam regulariser weight (Tseng et al. 2021), 0 = off; it depends "
                                                 "on D's output scale: 0.3 for BigGAN-style logits, ~1e-6 for "
                                                 "StyleGAN2's")
@@ -78,6 +83,13 @@ class AdversarialHyper(Hyper):
     def _known_ops(cls, value: str) -> str:
         parse_policy(value)
         return value
+
+    @model_validator(mode="after")
+    def _ada_needs_centred_outputs(self):
+        if self.augment == "ada" and OBJECTIVES[self.objective].centre is None:
+            raise ValueError(f"augment: ada adapts p to the sign of D's outputs on real images, and a {self.objective} "
+                             "critic's outputs have no fixed centre: use augment: diffaugment, or another objective")
+        return self
 
 
 class ConditionalHyper(AdversarialHyper):
@@ -112,18 +124,30 @@ class AdversarialMethod(Method):
         self.conditioning = getattr(hp, "conditioning", "none")
         super().__init__(hp, shape)
         self.ops = parse_policy(hp.diffaugment_policy) if hp.augment == "diffaugment" else ()
+        self.ada = None
+        if hp.augment == "ada":
+            self.ada = AdaptiveAugment(hp.ada_target, hp.ada_interval, hp.ada_kimg, self.objective.centre)
         self.lecam = LeCam(hp.lecam_decay, hp.lecam_start) if hp.lecam > 0 else None
 
     def augmented(self, x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        """What D sees of a batch: DiffAugment's T(x) with fresh draws, or the batch itself."""
+        """What D sees of a batch: DiffAugment's T(x) or ADA's pipeline at its p, with fresh draws; or the batch."""
+        if self.ada is not None:
+            return self.ada(x, rng)
         return diffaugment(x, self.ops, rng) if self.ops else x
 
     def extra_state(self) -> dict[str, Any]:
-        return {"lecam": self.lecam.state_dict()} if self.lecam is not None else {}
+        state = {}
+        if self.lecam is not None:
+            state["lecam"] = self.lecam.state_dict()
+        if self.ada is not None:
+            state["ada"] = self.ada.state_dict()
+        return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if self.lecam is not None:
             self.lecam.load_state_dict(state["lecam"])
+        if self.ada is not None:
+            self.ada.load_state_dict(state["ada"])
 
     @property
     def objective(self) -> Objective:
@@ -217,6 +241,8 @@ class AdversarialMethod(Method):
                 seen_real, seen_fake = self.augmented(real, ctx.rng), self.augmented(fake.detach(), ctx.rng)
                 scored = self.discriminator_loss(d, seen_real, seen_fake, labels, ctx.rng)
                 loss_d, terms = self.regularised(d, g, scored, seen_real, seen_fake, fake.detach(), z, labels, ctx)
+            if self.ada is not None:
+                self.ada.observe(scored.real)
             loss_d.backward()
             opt_d.step()
             self.after_discriminator_step()
@@ -230,7 +256,17 @@ class AdversarialMethod(Method):
                 terms["loss_zcr_g"] = spread
         loss_g.backward()  # this also fills D's gradients; D's next zero_grad clears them before they are used
         opt_g.step()
-        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), **{k: v.detach() for k, v in terms.items()}}
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), **{k: v.detach() for k, v in terms.items()},
+                **self.diagnostics(loss_d.device)}
+
+    def diagnostics(self, device) -> dict[str, torch.Tensor]:
+        """ADA's p after this step and its last r_t (once there is one), logged beside the losses."""
+        if self.ada is None:
+            return {}
+        out = {"ada_p": torch.tensor(self.ada.p, device=device)}
+        if self.ada.rt == self.ada.rt:  # not NaN: an adjustment has happened
+            out["ada_rt"] = torch.tensor(self.ada.rt, device=device)
+        return out
 
     def discriminator_loss(self, d, real, fake, labels, rng) -> Scored:
         """The D loss of one critic step, its named parts (logged beside it) and D's outputs on real and fake."""

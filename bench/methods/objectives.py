@@ -27,6 +27,9 @@ def bce_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 
 class Objective:
     name = "objective"
+    # the value between D's targets for real and fake outputs (ADA's overfitting heuristic counts the real outputs
+    # above it); None where the outputs have no fixed centre (a Wasserstein critic)
+    centre: float | None = 0.0
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -68,6 +71,10 @@ class LeastSquares(Objective):
     c: float = 1.0
     name = "ls"
 
+    @property
+    def centre(self) -> float:
+        return (self.a + self.b) / 2
+
     def d_loss(self, real, fake):
         return 0.5 * (real - self.b).pow(2).mean() + 0.5 * (fake - self.a).pow(2).mean()
 
@@ -77,6 +84,7 @@ class LeastSquares(Objective):
 
 class Wasserstein(Objective):
     name = "wgan"
+    centre = None
 
     def d_loss(self, real, fake):
         return fake.mean() - real.mean()

@@ -224,6 +224,9 @@ def _figures(records, tidy, curves, trials, everything, final, budget, out: Path
     for dataset in datasets:
         if ((curves["dataset"] == dataset) & curves["study"].isna()).any():
             figures.append(plots.loss_curves(curves, everything, dataset, out))
+        if "ada_p" in curves and ((curves["dataset"] == dataset) & curves["study"].isna()
+                                  & curves["ada_p"].notna()).any():
+            figures.append(plots.ada_curves(curves, everything, dataset, out))
     with tempfile.TemporaryDirectory() as tmp:
         def fetch(run_id: str, path: str) -> Path | None:
             return fetch_artifact(records.tracking_uri, run_id, path, Path(tmp) / run_id / path)
@@ -264,7 +267,7 @@ def _page(suite, trials, displays, figures, csv_names) -> list[render.Block]:
                 *((m.section or m.title, [m.name], []) for m in results.tabled() if m is not results.FID),
                 ("Translation: between doing nothing and real against real", ["translation", "baselines",
                                                                                  "paired"], ["translation_fid"]),
-                ("Training curves", [], sorted(k for k in by_file if k.startswith("losses_"))),
+                ("Training curves", [], sorted(k for k in by_file if k.startswith(("losses_", "ada_p_")))),
                 ("Samples", [], sorted(k for k in by_file if k.startswith("samples_"))),
                 ("Tuning", ["tuning"], ["budget"]),
                 ("Failed trials", ["failures"], []),

@@ -109,6 +109,30 @@ def fid_vs_step(tidy: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Figure:
     return Figure(file, "FID vs step", caption)
 
 
+def ada_curves(curves: pd.DataFrame, trials: pd.DataFrame, dataset: str, out: Path) -> Figure:
+    """ADA's augmentation probability p vs step, one line per trial, coloured by method."""
+    rows = trials.set_index("run_id")["row"]
+    data = curves[(curves["dataset"] == dataset) & curves["study"].isna() & curves["ada_p"].notna()].copy()
+    data["row"] = data["run_id"].map(rows)
+    names = sorted(data["row"].unique())
+    file = f"figures/ada_p_{slug(dataset)}.png"
+    with canvas(1, 1, 6.0, 3.4) as (fig, axes):
+        ax = axes.flat[0]
+        sns.lineplot(data, x="step", y="ada_p", hue="row", hue_order=names, palette=palette_for(names),
+                     units="run_id", estimator=None, ax=ax)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("generator step")
+        ax.set_ylabel("ADA's p")
+        ax.legend(title=None, fontsize=7)
+        fig.suptitle(f"ADA's augmentation probability on {dataset}")
+        save(fig, out / file)
+    caption = (f"p(t) of every trial with augment: ada on {dataset}, one line per seed: the probability with which "
+               "each op of ADA's pipeline is applied to each image D sees. It rises while D's outputs on real "
+               "images sit above the target (r_t, logged as ada_rt) and falls below it; p near 1 means D overfits "
+               "whatever the augmentation, and augmentations may leak into the samples.")
+    return Figure(file, f"ADA's p on {dataset}", caption)
+
+
 def fid_per_seed(trials: pd.DataFrame, summary: pd.DataFrame, out: Path) -> Figure:
     """Final FID of every finished seed (points) over a box per method; counts under each method's name."""
     data = trials[trials["study"].isna() & (trials["outcome"] == "finished") & trials[HEADLINE].notna()]

@@ -23,10 +23,11 @@ from bench.tracking import reading
 # evaluation metric.
 CURVE_PREFIX = "loss_"
 THROUGHPUT = "images_per_s"
+DIAGNOSTICS = ("ada_p", "ada_rt")  # logged beside the losses by augment: ada (bench/methods/ada.py)
 
 
 def is_curve(name: str) -> bool:
-    return name.startswith(CURVE_PREFIX) or name == THROUGHPUT
+    return name.startswith(CURVE_PREFIX) or name in (THROUGHPUT, *DIAGNOSTICS)
 
 
 def loss_order(names) -> list[str]:
@@ -205,7 +206,8 @@ def curve_table(records: Records) -> pd.DataFrame:
     """Training curves: one row per trial and logging step, a column per loss name (loss_d, loss_g first) and
     images_per_s."""
     curves = records.metrics[records.metrics["metric"].map(is_curve).astype(bool)]
-    columns = [*loss_order(curves["metric"].unique()), THROUGHPUT]
+    present = set(curves["metric"].unique())
+    columns = [*loss_order(present), THROUGHPUT, *(d for d in DIAGNOSTICS if d in present)]
     wide = _wide(curves, columns)
     ids = records.runs[["run_id", "label", "dataset", "seed", "study", "tune_trial", "status"]]
     out = ids.merge(wide, on="run_id", how="inner")
