@@ -24,10 +24,11 @@ pytestmark = pytest.mark.slow
 
 EMULATED = ("EPYC-Rome", "Haswell-v4")  # an AMD and an Intel AVX2 CPU without AVX-512
 # one method of each family and each distinct training path: MLP, conv with Adam, the clipped critic with RMSprop,
-# the gradient penalty (double backward), StyleGAN, both translation methods; and DCGAN and WGAN-GP with every
+# the gradient penalty (double backward), the ResNet SNGAN (bilinear upsampling, average pooling, linear LR decay),
+# StyleGAN, both translation methods; and DCGAN and WGAN-GP with every
 # small-data regulariser on (DiffAugment, LeCam, bCR, zCR: probe.SMALL_DATA), and DCGAN under ADA (grid sampling,
 # colour matrices, the sines of its rotations)
-FAMILIES = ("vanilla", "dcgan", "wgan", "wgan-gp", "stylegan", "cyclegan", "pix2pix")
+FAMILIES = ("vanilla", "dcgan", "wgan", "wgan-gp", "sngan-mimicry", "stylegan", "cyclegan", "pix2pix")
 # the data pipeline and 3 training steps of each family (CycleGAN 1: under QEMU its step takes ~30 s, two thirds of
 # the emulation's time at 3); then the optimiser bench replaced, planted back: torch's default Adam takes
 # Tensor.sqrt, MKL's CPU-dependent root

@@ -99,7 +99,7 @@ def test_epoch_budget_converts_to_generator_steps(tiny_suite):
     (BASE.replace("budget: {steps: 10}", "budget: {steps: 10, stesp: 3}"),
      "budget.stesp: unknown key; allowed: steps, epochs"),
     (BASE.replace("dcgan,", "dcgna,"), "unknown method 'dcgna'; known: acgan, cdcgan, cyclegan, dcgan, infogan, "
-     "lsgan, pix2pix, sngan, stylegan, vanilla, wgan, wgan-gp, wgan-gp-acgan"),
+     "lsgan, pix2pix, sngan, sngan-mimicry, sngan-studiogan, stylegan, vanilla, wgan, wgan-gp, wgan-gp-acgan"),
     (BASE.replace("[digits]", "[digitz]"), "unknown dataset 'digitz'; known:"),
     (BASE.replace("steps: 10", "steps: -10"), "budget.steps: Input should be greater than 0 (got -10)"),
     (BASE.replace("steps: 10", "steps: ten"), "budget.steps: Input should be a valid integer"),

@@ -26,11 +26,16 @@ The conditioning axis of the DCGAN family comes with it: `conditioning: projecti
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
 
-from bench.methods.adversarial import AdversarialMethod, ConditionalHyper
+import torch
+from pydantic import Field, model_validator
+
+import bench.methods.optim as optim
+from bench.methods.adversarial import AdversarialMethod, ConditionalHyper, preset
 from bench.methods.base import added, register_method
 from bench.methods.objectives import ObjectiveName
+from bench.nets.resnet import ResNetDiscriminator, ResNetGenerator
 
 
 class SNGANHyper(ConditionalHyper):
@@ -41,6 +46,18 @@ class SNGANHyper(ConditionalHyper):
     beta2: float = Field(0.999, ge=0, lt=1)
     critic_steps: int = Field(1, ge=1, description="discriminator steps per generator step (the paper's n_dis)")
     objective: ObjectiveName = added("hinge")
+    architecture: Literal["dcgan", "resnet"] = added(
+        "dcgan", description="dcgan: bench's DCGAN nets; resnet: the 32 px ResNet baseline (bench/nets/resnet.py)")
+    lr_decay: Literal["none", "linear"] = added("none", description="learning rates constant, or linearly to 0 at the "
+                                                                   "last step (mimicry)")
+    adam_eps: float = added(1e-8, gt=0, description="Adam's epsilon (StudioGAN: 1e-6)")
+
+    @model_validator(mode="after")
+    def _resnet_is_unconditional(self):
+        if self.architecture == "resnet" and self.conditioning != "none":
+            raise ValueError(f"architecture: resnet takes conditioning: none (conditioning: {self.conditioning} needs "
+                             "the conditional-BatchNorm generator, not built yet); use architecture: dcgan for it")
+        return self
 
 
 @register_method
@@ -52,3 +69,42 @@ class SNGAN(AdversarialMethod):
 
     def discriminator_norm(self) -> str:
         return "spectral"
+
+    def build(self):
+        if self.hp.architecture == "dcgan":
+            return super().build()
+        hp, s = self.hp, self.shape
+        return {"generator": ResNetGenerator(hp.latent_dim, s.channels, s.resolution, hp.width),
+                "discriminator": ResNetDiscriminator(s.channels, s.resolution, hp.width)}
+
+    def make_optimizers(self):
+        hp = self.hp
+        return {name: optim.adam(self.nets[name].parameters(), lr=lr, betas=(hp.beta1, hp.beta2), eps=hp.adam_eps)
+                for name, lr in (("generator", hp.lr_g), ("discriminator", hp.lr_d))}
+
+    def make_schedulers(self, total_steps: int) -> dict:
+        if self.hp.lr_decay == "none":
+            return {}
+
+        def factor(step: int) -> float:  # 1 at the first step, linearly to 0 at the last (mimicry's `linear`)
+            return max(0.0, 1 - step / max(1, total_steps))
+
+        return {name: torch.optim.lr_scheduler.LambdaLR(opt, factor) for name, opt in self.optimizers.items()}
+
+    def step(self, ctx):
+        losses = super().step(ctx)
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        return losses
+
+
+# The ResNet baseline with each published optimiser setting, under its source's name: mimicry's (examples/
+# sngan_example.py: Adam 2e-4, betas (0.0, 0.9), 5 D steps, linear decay; ndf 128, ngf 256) and StudioGAN's
+# (src/configs/CIFAR10/SNGAN.yaml over src/config.py: Adam 2e-4, betas (0.5, 0.999), eps 1e-6, 5 D steps; its
+# CIFAR-10 SNGAN is the projection cGAN, here unconditional until the conditional-BN generator exists).
+SNGAN_MIMICRY = register_method(preset(
+    SNGAN, "sngan-mimicry", "SNGAN's 32 px ResNet with mimicry's training: Adam 2e-4 (0.0, 0.9), 5 D steps, linear "
+    "LR decay, hinge", architecture="resnet", width=128, beta1=0.0, beta2=0.9, critic_steps=5, lr_decay="linear"))
+SNGAN_STUDIOGAN = register_method(preset(
+    SNGAN, "sngan-studiogan", "SNGAN's 32 px ResNet with StudioGAN's training: Adam 2e-4 (0.5, 0.999), eps 1e-6, "
+    "5 D steps, hinge", architecture="resnet", width=128, beta1=0.5, beta2=0.999, adam_eps=1e-6, critic_steps=5))
