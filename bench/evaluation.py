@@ -30,6 +30,10 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
         reference = Reference(dataset=trial.dataset.name, split=spec.reference_split, resolution=trial.resolution,
                               n=spec.n_real, options=dict(trial.dataset.options), data_root=options.data_root)
     weights = Path(spec.inception_weights) if spec.inception_weights else None
+    selection = None
+    if spec.select_split is not None:
+        selection = Reference(dataset=trial.dataset.name, split=spec.select_split, resolution=trial.resolution,
+                              n=spec.n_real, options=dict(trial.dataset.options), data_root=options.data_root)
 
     def evaluate(method, step: int) -> dict[str, float]:
         bars: dict[str, StepProgress] = {}
@@ -51,7 +55,7 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
             rng = generator(evaluation_seed(trial.seed), device)  # the same latents at every evaluation
             result = evaluate_generator(lambda n: method.sample(n, rng), spec.n_fake, reference, metrics=metrics,
                                         mode=spec.mode, device=device, cache_dir=options.cache_dir,
-                                        inception_weights=weights, progress=progress)
+                                        inception_weights=weights, progress=progress, selection=selection)
             values.update(_record(result, tracker, step))
         if "intra_fid" in spec.metrics:
             values.update(_intra_fid(method, trial, reference, tracker, step, device, options, progress))

@@ -21,7 +21,7 @@ import torch
 
 from bench import devices, numerics
 from bench.batches import DataCache, data_shape
-from bench.data import DATASETS, ImageSet, PairSet
+from bench.data import ImageSet, PairSet, available_splits
 from bench.errors import BenchError
 from bench.methods import get_method
 from bench.suite import Trial
@@ -102,13 +102,25 @@ def check_evaluation(trial: Trial, data: DataCache) -> None:
             raise BenchError(f"eval.reference_stats: {spec.reference_stats} is not a file; give an .npz with mu "
                              "and sigma")
         return
-    splits = DATASETS[trial.dataset.name].splits
+    splits = available_splits(trial.dataset.name, trial.dataset.options, data.data_root)
     if spec.reference_split not in splits:
         raise BenchError(f"eval.reference_split: dataset '{trial.dataset.name}' has no split "
                          f"'{spec.reference_split}'; it has: {', '.join(splits)}")
     reference = data.get(trial, spec.reference_split)
     if len(reference) < 2:
         raise BenchError(f"the reference split '{spec.reference_split}' has {len(reference)} image; FID needs 2")
+    if spec.select_split is not None:
+        if spec.select_split not in splits:
+            raise BenchError(f"eval.select_split: dataset '{trial.dataset.name}' has no split "
+                             f"'{spec.select_split}'; it has: {', '.join(splits)} (holdout: {{validation: 0.1}} "
+                             "carves one from train)")
+        if spec.select_split == spec.reference_split:
+            raise BenchError(f"eval.select_split: {spec.select_split} is also the reference split: the step would be "
+                             "chosen on the images it is scored on; use another split (e.g. validation)")
+        if "fid" not in spec.metrics:
+            raise BenchError("eval.select_split picks the step of fid_best: add fid to eval.metrics")
+        if len(data.get(trial, spec.select_split)) < 2:
+            raise BenchError(f"the selection split '{spec.select_split}' has fewer than 2 images; FID needs 2")
 
 
 def check_runs_folder(runs_root: Path, suite: str, checkpoint_bytes: int) -> None:

@@ -73,6 +73,10 @@ FID = register(Metric(
     compute="bench.metrics.evaluate:score_fid"))
 # the headline: the report's first table, the best row, the significance tests and the tuning tables
 HEADLINE, BEST, BEST_STEP = FID.summaries
+# with eval.select_split, the FID of the same samples against that split: it picks the best step, whose FID (against
+# the reference split) is then fid_best; logged at every evaluation, summarised as fid_select_best
+SELECTION = register(Metric("fid_select", ("fid_select",), "FID on the selection split", selectable=False))
+SELECT = SELECTION.keys[0]
 register(Metric(
     "kid", ("kid_mean", "kid_std"), "KID", final=("kid_mean",), objective=True, decimals=4, features=True,
     compute="bench.metrics.evaluate:score_kid",
@@ -133,7 +137,7 @@ def summaries(evaluations: list[dict]) -> dict[str, float]:
             out[summary_name(key)] = last[key]
             if metric.best and key == metric.final[0]:
                 stem = summary_name(key).removesuffix("_final")
-                best = best_evaluation(evaluations, key, metric.lower_is_better)
+                best = chosen_evaluation(evaluations, key, metric.lower_is_better)
                 out.update({f"{stem}_best": best[key], f"{stem}_best_step": best["step"]})
         if metric.once:
             out.update({k: last[k] for k in metric.keys if k in last})
@@ -144,6 +148,15 @@ def best_evaluation(evaluations: list[dict], key: str, lower_is_better: bool = T
     """The evaluation with the best value of `key`; the earliest step among equals."""
     sign = 1 if lower_is_better else -1
     return min((e for e in evaluations if key in e), key=lambda e: (sign * e[key], e["step"]))
+
+
+def chosen_evaluation(evaluations: list[dict], key: str, lower_is_better: bool = True) -> dict:
+    """The evaluation whose `key` is a trial's best: chosen by fid_select where the trial logged it (the selection
+    split picks the step, the reference split scores it), else by `key` itself."""
+    logged = [e for e in evaluations if key in e]
+    if key == FID.keys[0] and logged and all(SELECT in e for e in logged):
+        return best_evaluation(logged, SELECT)
+    return best_evaluation(logged, key, lower_is_better)
 
 
 def console_keys() -> list[str]:
@@ -165,7 +178,7 @@ def objective_value(evaluations: list[dict], objective: str) -> float | None:
     metric, key = objectives()[objective]
     if objective.endswith("_best"):
         logged = [e for e in evaluations if key in e]
-        return best_evaluation(logged, key, metric.lower_is_better)[key] if logged else None
+        return chosen_evaluation(logged, key, metric.lower_is_better)[key] if logged else None
     return (evaluations[-1] if evaluations else {}).get(key)
 
 

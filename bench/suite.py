@@ -78,6 +78,9 @@ class EvalSpec(Strict):
     n_fake: int = Field(2048, gt=0, description="generated images per evaluation")
     n_real: int | None = Field(None, gt=0, description="reference images (default: the whole split)")
     reference_split: str = "train"
+    select_split: str | None = added(None, description="the split whose FID picks a trial's best step (fid_best is "
+                                                       "then the reference split's FID at that step), e.g. "
+                                                       "validation with reference_split: test")
     metrics: list[str] = Field(default_factory=lambda: ["fid"], description="bench/results.py: fid, kid, prdc, "
                                                                          "is, authpct, intra_fid")
     mode: Literal["clean", "legacy_tensorflow"] = "clean"

@@ -12,6 +12,7 @@ from bench.data.base import (
     ImageSet,
     Loader,
     PairSet,
+    available_splits,
     default_data_root,
     load_dataset,
     register_dataset,
@@ -19,5 +20,5 @@ from bench.data.base import (
     uint8_to_unit,
 )
 
-__all__ = ["DATASETS", "DatasetEntry", "ImageSet", "Loader", "PairSet", "default_data_root", "load_dataset",
-           "register_dataset", "resize", "uint8_to_unit"]
+__all__ = ["DATASETS", "DatasetEntry", "ImageSet", "Loader", "PairSet", "available_splits", "default_data_root",
+           "load_dataset", "register_dataset", "resize", "uint8_to_unit"]

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench.data.holdout import select as select_held_out
+from bench.data.holdout import shares as parse_shares
 from bench.errors import BenchError
 
 
@@ -25,6 +27,7 @@ class ImageSet:
     images: torch.Tensor
     labels: torch.Tensor | None = None
     classes: list[str] = field(default_factory=list)
+    ids: list[str] | None = None  # each image's identity (a folder's relative paths); None: its index
 
     @property
     def channels(self) -> int:
@@ -43,7 +46,12 @@ class ImageSet:
 
     def to(self, device: torch.device | str) -> ImageSet:
         labels = None if self.labels is None else self.labels.to(device)
-        return ImageSet(self.images.to(device), labels, self.classes)
+        return ImageSet(self.images.to(device), labels, self.classes, self.ids)
+
+    def subset(self, index: torch.Tensor) -> ImageSet:
+        labels = None if self.labels is None else self.labels[index]
+        ids = None if self.ids is None else [self.ids[i] for i in index.tolist()]
+        return ImageSet(self.images[index], labels, self.classes, ids)
 
 
 @dataclass
@@ -125,18 +133,59 @@ def load_dataset(name: str, resolution: int, split: str = "train", data_root: Pa
                  **options) -> ImageSet | PairSet:
     """Load a registered dataset at `resolution` (square), images in [-1, 1], on the CPU.
 
-    `options` are the dataset's own settings from the suite (e.g. `path` for `folder`).
+    `options` are the dataset's own settings from the suite (e.g. `path` for `folder`), and `holdout`, the shares
+    of the training split held out as `validation` / `test` (bench/data/holdout.py).
     """
     if name not in DATASETS:
         raise BenchError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
     entry = DATASETS[name]
-    if split not in entry.splits:
-        raise BenchError(f"dataset '{name}' has no split '{split}'; it has: {', '.join(entry.splits)}")
+    holdout = options.pop("holdout", None)
     root = Path(data_root) if data_root is not None else default_data_root()
-    data = entry.load(root, split, resolution, **options)
+    carved = None
+    if holdout is not None:
+        carved = holdout_shares(holdout, name, entry, root, options)
+    allowed = available_splits(name, {**options, "holdout": holdout} if holdout is not None else options, root)
+    if split not in allowed:
+        raise BenchError(f"dataset '{name}' has no split '{split}'; it has: {', '.join(allowed)}"
+                         + ("" if holdout is not None else " (holdout: {validation: 0.1} carves one from train)"))
+    from_train = carved is not None and (split == "train" or split in carved)
+    data = entry.load(root, "train" if from_train else split, resolution, **options)
     if isinstance(data, PairSet):
+        if carved is not None:
+            raise BenchError(f"dataset '{name}' holds pairs of domains; holdout is for image datasets")
         return PairSet(resize(data.a, resolution), resize(data.b, resolution), data.paired)
-    return ImageSet(resize(data.images, resolution), data.labels, data.classes)
+    data = ImageSet(resize(data.images, resolution), data.labels, data.classes, data.ids)
+    if from_train:
+        ids = data.ids if data.ids is not None else [str(i) for i in range(len(data))]
+        data = data.subset(select_held_out(ids, carved, split))
+        if len(data) == 0:
+            raise BenchError(f"dataset '{name}': the {split} split holds no image at these shares; raise holdout."
+                             f"{split} or add images")
+    return data
+
+
+def own_test_split(name: str, root: Path, options: dict) -> bool:
+    """Whether a dataset has a test split of its own (a folder: a test/ subfolder)."""
+    if name == "folder":
+        path = Path(options.get("path", ""))
+        folder = path if path.is_absolute() or path.exists() else root / path
+        return (folder / "test").is_dir()
+    return "test" in DATASETS[name].splits
+
+
+def holdout_shares(value, name: str, entry: DatasetEntry, root: Path, options: dict) -> dict[str, float]:
+    return parse_shares(value, name, own_test_split(name, root, options))
+
+
+def available_splits(name: str, options: dict, data_root: Path | None = None) -> tuple[str, ...]:
+    """The splits a dataset entry offers with its options: its own, and those its holdout carves."""
+    own = DATASETS[name].splits
+    if options.get("holdout") is None:
+        return own
+    root = Path(data_root) if data_root is not None else default_data_root()
+    carved = holdout_shares(options["holdout"], name, DATASETS[name], root,
+                            {k: v for k, v in options.items() if k != "holdout"})
+    return tuple(dict.fromkeys([*own, *carved]))
 
 
 def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:

@@ -51,19 +51,20 @@ def load_image_folder(folder: Path, resolution: int, name: str = "folder", mode:
     class_dirs = sorted({p.relative_to(folder).parts[0] for p in files if len(p.relative_to(folder).parts) > 1})
     labelled = bool(class_dirs) and all(len(p.relative_to(folder).parts) > 1 for p in files)
     mode = mode or ("L" if all_grey(files) else "RGB")
-    arrays, labels = [], []
+    arrays, labels, ids = [], [], []
     for path in files:
         arr = read_image(path, resolution, mode)
         if arr is None:
             continue
         arrays.append(arr)
+        ids.append(path.relative_to(folder).as_posix())  # what a holdout places it by (bench/data/holdout.py)
         if labelled:
             labels.append(class_dirs.index(path.relative_to(folder).parts[0]))
     if not arrays:
         raise DatasetNotFound(f"dataset '{name}': none of the {len(files)} images under {folder} could be read")
     x = uint8_to_unit(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous())
     y = torch.tensor(labels, dtype=torch.long) if labelled else None
-    return ImageSet(resize(x, resolution), y, class_dirs if labelled else [])
+    return ImageSet(resize(x, resolution), y, class_dirs if labelled else [], ids)
 
 
 def all_grey(files: list[Path]) -> bool:

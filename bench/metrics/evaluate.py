@@ -26,7 +26,7 @@ from bench.metrics.inception_score import SPLITS, UNAVAILABLE, InceptionClassifi
 from bench.metrics.kid import SUBSETS, kernel_inception_distance
 from bench.metrics.prdc import DC_K, PR_K, prdc
 from bench.metrics.reference import describe, folder_files, reference_stats, resolution_tag
-from bench.results import METRICS, computed
+from bench.results import METRICS, SELECT, computed
 
 
 def check_metrics(metrics: Sequence[str]) -> list[str]:
@@ -47,12 +47,14 @@ def scorer(name: str) -> Callable[[Scoring], None]:
 def evaluate_generator(sample: Callable[[int], torch.Tensor], n_fake: int, reference: Reference,
                        metrics: Sequence[str] = ("fid",), mode: str = "clean", device="cpu", batch_size: int = 50,
                        cache_dir: Path | None = None, inception_weights: Path | None = None,
-                       progress: ProgressCallback | None = None) -> EvalResult:
-    """Metrics of `n_fake` images from `sample(k)` ((k, C, H, W) in [-1, 1]; the caller seeds it) vs `reference`."""
+                       progress: ProgressCallback | None = None, selection: Reference | None = None) -> EvalResult:
+    """Metrics of `n_fake` images from `sample(k)` ((k, C, H, W) in [-1, 1]; the caller seeds it) vs `reference`;
+    with `selection`, also `fid_select`: the same images' FID against that other reference (the split that picks a
+    trial's best step, eval.select_split)."""
     if n_fake < 2:
         raise BenchError(f"n_fake={n_fake}: FID needs at least 2 generated images")
     return _evaluate(lambda: sampler_batches(sample, n_fake, batch_size), n_fake, reference, metrics, mode, device,
-                     batch_size, cache_dir, inception_weights, progress)
+                     batch_size, cache_dir, inception_weights, progress, selection)
 
 
 def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Sequence[str] = ("fid",),
@@ -75,7 +77,8 @@ def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Se
 
 def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, reference: Reference,
               metrics: Sequence[str], mode: str, device, batch_size: int, cache_dir: Path | None,
-              inception_weights: Path | None, progress: ProgressCallback | None) -> EvalResult:
+              inception_weights: Path | None, progress: ProgressCallback | None,
+              selection: Reference | None = None) -> EvalResult:
     metrics, mode, device = check_metrics(metrics), check_mode(mode), torch.device(device)
     if batch_size < 1:
         raise BenchError(f"batch size {batch_size}: must be at least 1")
@@ -103,6 +106,12 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
     scoring = Scoring(ref, fake, classifier, protocol=protocol)
     for name in metrics:
         scorer(name)(scoring)
+    if selection is not None:  # the same generated features against the split that picks the best step
+        chosen, _, more = reference_stats(selection, mode, FeatureExtractor(net, mode, device), weights_sha,
+                                          batch_size, cache_dir, False, progress=progress)
+        scoring.values[SELECT] = fid_against(chosen, fake)
+        protocol.update(select_reference=describe(selection), select_n_real=str(chosen.meta.get("n", "unknown")))
+        warnings += [w for w in more if w not in warnings]
     return EvalResult(scoring.values, protocol, warnings, scoring.unavailable)
 
 

@@ -71,7 +71,8 @@ def write_report(tracking_uri: str, suite: str, out: Path, formats: list[str]) -
         csv.update(tuning=tuning, budget=budget)
 
     warnings = tables.evaluation_warnings(everything)
-    displays = _displays(final, best, others, significance, failures, protocol, warnings, tuning, test)
+    displays = _displays(final, best, others, significance, failures, protocol, warnings, tuning, test,
+                         _selections(trials))
     _claim(out, formats)  # only now: a suite that cannot be reported leaves the folder as it was
     pictures = bool({"html", "md"} & set(formats))
     grids = ["headline", "best", *others, "translation"]  # the displays also written as formatted CSV
@@ -150,15 +151,23 @@ def _optional(trials: pd.DataFrame, metric: results.Metric) -> pd.DataFrame | No
     return table
 
 
+def _selections(trials: pd.DataFrame) -> list[tuple[str, str]]:
+    """(selection reference, scored reference) pairs the trials recorded (eval.select_split), sorted."""
+    if "eval.select_reference" not in trials:
+        return []
+    chosen = trials[trials["eval.select_reference"].notna()]
+    return sorted({(str(r["eval.select_reference"]), str(r.get("eval.reference"))) for _, r in chosen.iterrows()})
+
+
 def _displays(final, best, others, significance, failures, protocol, warnings, tuning,
-              test) -> dict[str, D.Display]:
+              test, selections=()) -> dict[str, D.Display]:
     out = {}
     if len(final):
         out["headline"] = D.metric_grid(final, f"{HEADLINE}_table", "Final FID (lower is better)",
                                         _headline_notes(test), significance=significance)
         out["significance"] = D.significance_display(significance, _significance_notes(significance, test))
         out["best"] = D.metric_grid(best, f"{BEST}_table", "Best FID over training, and when it was reached",
-                                    _best_notes(), step=True)
+                                    _best_notes(selections), step=True)
     for name, (metric, table) in others.items():  # bench/results.py: each metric with a table, in its order
         out[name] = D.metric_grid(table, f"{results.summary_name(metric.final[0])}_table",
                                   f"Final {metric.title} ({metric.better})", [metric.table],
@@ -204,7 +213,13 @@ def _significance_notes(significance: pd.DataFrame, test: str) -> list[str]:
     return notes
 
 
-def _best_notes() -> list[str]:
+def _best_notes(selections=()) -> list[str]:
+    if selections:
+        pairs = "; ".join(f"chosen on {chosen}, scored on {scored}" for chosen, scored in selections)
+        return ["Cell: each trial's FID at the evaluation step where its FID against a separate selection split "
+                "was lowest (`fid_best`, eval.select_split), mean ± std over seeds, bootstrap 95% CI and n; then "
+                f"the median step chosen. {pairs}: the step is not chosen on the images it is scored on, so this "
+                "table is not optimistic the way best-over-training on one split is."]
     return ["Cell: the lowest FID each trial reached at any evaluation step (`fid_best`), mean ± std over "
             "seeds, bootstrap 95% CI and n; then the median step where it was reached.",
             "Best-over-training is optimistic: it picks the checkpoint with the same metric it then reports, "
