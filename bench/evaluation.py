@@ -13,7 +13,7 @@ from bench.metrics.translation import evaluate_translation
 from bench.progress import Console, StepProgress
 from bench.results import BEST_STEP, METRICS, summaries
 from bench.runs import RunOptions
-from bench.streams import evaluation_seed, generator, intra_fid_seed
+from bench.streams import evaluation_seed, generator, intra_fid_seed, leak_check_seed, leak_seed
 from bench.suite import Trial
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
     if spec.select_split is not None:
         selection = Reference(dataset=trial.dataset.name, split=spec.select_split, resolution=trial.resolution,
                               n=spec.n_real, options=dict(trial.dataset.options), data_root=options.data_root)
+
+    leak_check: dict = {}  # the orientation classifier, trained at the first evaluation that asks for it
 
     def evaluate(method, step: int) -> dict[str, float]:
         bars: dict[str, StepProgress] = {}
@@ -59,6 +61,8 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
             values.update(_record(result, tracker, step))
         if "intra_fid" in spec.metrics:
             values.update(_intra_fid(method, trial, reference, tracker, step, device, options, progress))
+        if "leak" in spec.metrics:
+            values.update(_leak(method, trial, reference, leak_check, tracker, step, device))
         if options.on_evaluation is not None:
             options.on_evaluation(step, values)
         return values
@@ -80,6 +84,29 @@ def _record(result, tracker, step: int) -> dict[str, float]:
         if result.warnings:
             tracker.set_tags({"eval.warnings": " | ".join(result.warnings)})
     return dict(result.values)
+
+
+LEAK_SAMPLES = 512  # generated images the leak check reads per evaluation (at most eval.n_fake)
+
+
+def _leak(method, trial: Trial, reference, cache: dict, tracker, step: int, device) -> dict[str, float]:
+    """The augmentation-leak figures (bench/metrics/leak.py) of this step's samples against the reference split."""
+    from bench.data import load_dataset  # the reference images: only for the leak check
+    from bench.metrics.leak import LeakCheck
+
+    if reference.dataset.startswith("stats:") or method.task != "generation":
+        if tracker is not None:
+            tracker.set_tags({"eval.unavailable.leak": "the leak check needs the reference images and a generator"})
+        return {}
+    if "check" not in cache:
+        real = load_dataset(reference.dataset, reference.resolution, reference.split, reference.data_root,
+                            **reference.options)
+        cache["check"] = LeakCheck(real.images, generator(leak_check_seed(trial.seed)))
+    rng = generator(leak_seed(trial.seed), device)  # the same samples at every evaluation
+    values = cache["check"](method.sample(min(LEAK_SAMPLES, trial.eval.n_fake), rng))
+    if tracker is not None:
+        tracker.log_metrics(values, step=step)
+    return values
 
 
 def _intra_fid(method, trial: Trial, reference, tracker, step: int, device, options: RunOptions,

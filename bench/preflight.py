@@ -54,6 +54,11 @@ def check_trials(trials: list[Trial], data: DataCache, device_override: str | No
                 checked[key] = check_networks(trial, images)
             largest = max(largest, checked[key].checkpoint_bytes)
             check_evaluation(trial, data)
+            if trial.log.heldout_scores:
+                heldout_split(trial, data.data_root)
+                if not hasattr(get_method(trial.method), "real_scores"):
+                    raise BenchError(f"log.heldout_scores: method '{trial.method}' has no discriminator scores to "
+                                     "log (the DCGAN family has); remove the setting for it")
         except BenchError as err:
             message = str(err)
             raise BenchError(message if message.startswith("dataset") else f"{where}: {message}") from None
@@ -121,6 +126,16 @@ def check_evaluation(trial: Trial, data: DataCache) -> None:
             raise BenchError("eval.select_split picks the step of fid_best: add fid to eval.metrics")
         if len(data.get(trial, spec.select_split)) < 2:
             raise BenchError(f"the selection split '{spec.select_split}' has fewer than 2 images; FID needs 2")
+
+
+def heldout_split(trial: Trial, data_root) -> str:
+    """The split log.heldout_scores compares D's outputs on: validation when the dataset holds one out, else test."""
+    splits = available_splits(trial.dataset.name, trial.dataset.options, data_root)
+    for split in ("validation", "test"):
+        if split in splits:
+            return split
+    raise BenchError(f"log.heldout_scores: dataset '{trial.dataset.name}' has no held-out split; give it "
+                     "holdout: {validation: 0.1}")
 
 
 def check_runs_folder(runs_root: Path, suite: str, checkpoint_bytes: int) -> None:

@@ -103,6 +103,14 @@ register(Metric(
           "± std over seeds, bootstrap 95% CI of the mean, n. It asks whether a conditional model follows its "
           "labels, which the FID of its unlabelled mix cannot tell. Conditional methods only (— for the "
           "others); per-class values are in tables/tidy.csv (intra_fid/<class>). Not tested."))
+register(Metric(
+    "leak", ("leak_cutout", "leak_cutout_real", "leak_rotation", "leak_rotation_real"), "augmentation leak",
+    final=("leak_rotation", "leak_cutout"), lower_is_better=True, decimals=3,
+    section="Augmentation leak: do samples show D's augmentations?",
+    table="Augmentation leak (bench/metrics/leak.py): the share of generated images read as rotated by a quarter "
+          "turn by an orientation classifier trained on real images (leak_rotation; real images score "
+          "leak_rotation_real), at the last evaluation; leak_cutout (images with a DiffAugment-filled square) and "
+          "the real images' shares are in tables/tidy.csv. " + _INTERVAL.format(best="lowest")))
 TRANSLATION_FID = register(Metric(
     "translation_fid", ("fid_a2b", "fid_b2a"), "FID per direction", final=("fid_a2b", "fid_b2a"), console=True,
     task="translation", selectable=False))

@@ -14,6 +14,9 @@ that already exists: draws shared between two purposes make one depend on how of
 | evaluation   | seed + 1,000,003                              | latents (and labels) of the fakes each evaluation     |
 |              |                                               | scores: the same at every evaluation step             |
 | intra_fid    | seed + 2,000,003                              | per-class latents of intra-FID                        |
+| leak         | seed + 3,000,003                              | the latents of the leak check's samples               |
+| leak_check   | seed + 4,000,003                              | its orientation classifier: initial weights, batches  |
+|              |                                               | and rotations                                         |
 | grid         | sha256("<suite>/<dataset>")[:8]               | the latents (or test inputs) of sample grids: the     |
 |              |                                               | same for every trial of a suite and dataset           |
 | grid_noise   | 0                                             | StyleGAN's per-pixel noise in sample grids: one fixed |
@@ -28,6 +31,8 @@ import random
 
 EVALUATION_OFFSET = 1_000_003  # a prime: far from any seed a suite lists, so no trial's streams meet another's
 INTRA_FID_OFFSET = 2_000_003
+LEAK_OFFSET = 3_000_003
+LEAK_CHECK_OFFSET = 4_000_003
 TPE_STRIDE = 1_000_003
 
 
@@ -47,6 +52,14 @@ def intra_fid_seed(seed: int) -> int:
     return seed + INTRA_FID_OFFSET
 
 
+def leak_seed(seed: int) -> int:
+    return seed + LEAK_OFFSET
+
+
+def leak_check_seed(seed: int) -> int:
+    return seed + LEAK_CHECK_OFFSET
+
+
 def grid_seed(suite: str, dataset: str) -> int:
     return int(hashlib.sha256(f"{suite}/{dataset}".encode()).hexdigest()[:8], 16)
 
@@ -60,7 +73,8 @@ def tpe_seed(study_seed: int, trial_number: int) -> int:
 
 
 STREAMS = {"globals": globals_seed, "training": training_seed, "evaluation": evaluation_seed,
-           "intra_fid": intra_fid_seed, "grid": grid_seed, "grid_noise": grid_noise_seed,
+           "intra_fid": intra_fid_seed, "leak": leak_seed, "leak_check": leak_check_seed,
+           "grid": grid_seed, "grid_noise": grid_noise_seed,
            "tpe": tpe_seed}
 
 

@@ -104,6 +104,9 @@ class LogSpec(Strict):
     every: int = Field(50, gt=0, description="log mean losses every N generator steps")
     samples_every: int = Field(500, gt=0, description="save a sample grid every N steps (and at the end)")
     checkpoint_every: int = Field(200, gt=0, description="write a resumable checkpoint every N steps")
+    heldout_scores: bool = added(False, description="at every log step, D's mean output on 256 training and 256 "
+                                                    "held-out real images (validation split, else test): "
+                                                    "d_real_train, d_real_heldout; the DCGAN family")
 
 
 class ReportSpec(Strict):

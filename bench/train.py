@@ -107,8 +107,9 @@ class Trainer:
 
     def __init__(self, trial: Trial, data: ImageSet | PairSet, device: torch.device, run_dir: Path | None = None,
                  tracker: Tracker | None = None, evaluate: Evaluator | None = None,
-                 grid_data: PairSet | None = None):
+                 grid_data: PairSet | None = None, held_out: ImageSet | None = None):
         self.trial, self.device, self.run_dir = trial, device, run_dir
+        self.held_out = held_out
         self.tracker = tracker or NullTracker()
         self.evaluate = evaluate
         self.progress: Progress | None = None
@@ -227,6 +228,7 @@ class Trainer:
         means = {name: total / self.counts[name] for name, total in sums.items() if self.counts[name]}
         per_step = self.method.real_batches_per_step(self.method.hp) * self.trial.batch_size
         metrics = dict(means, images_per_s=self.window_steps * per_step / seconds if seconds > 0 else 0.0)
+        metrics.update(self.heldout_scores())
         self.tracker.log_metrics(metrics, step=self.step)
         for name, total in self.window.items():
             total.zero_()
@@ -235,6 +237,19 @@ class Trainer:
         if self.progress is not None:
             self.progress(self.step, self.total, means, metrics["images_per_s"])
         return means
+
+    PROBE = 256  # real images per side of log.heldout_scores: the first of the training and of the held-out split
+
+    def heldout_scores(self) -> dict[str, float]:
+        """D's mean output on fixed training and held-out real images (eval mode, no gradient, no randomness: the
+        training's numbers do not move); their gap is the overfitting ADA acts on (Karras et al. 2020, Fig. 1)."""
+        if not self.trial.log.heldout_scores or self.held_out is None:
+            return {}
+        out = {}
+        for name, images in (("d_real_train", self.data), ("d_real_heldout", self.held_out)):
+            labels = None if images.labels is None else images.labels[:self.PROBE].to(self.device)
+            out[name] = self.method.real_scores(images.images[:self.PROBE].to(self.device), labels)
+        return out
 
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:

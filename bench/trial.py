@@ -21,6 +21,7 @@ from bench.errors import BenchError, Interrupted
 from bench.evaluation import log_summary, make_evaluator
 from bench.files import write_atomic
 from bench.methods import get_method
+from bench.preflight import heldout_split
 from bench.progress import Console, StepProgress
 from bench.recorder import TrialRecorder
 from bench.results import console_keys
@@ -66,6 +67,8 @@ def run_trial(trial: Trial, options: RunOptions, data: DataCache | None = None, 
         short = f"{prefix} {trial.label} {trial.dataset.name} s{trial.seed}".strip()
         # translation trials see held-out inputs in their grids and evaluations (the reference split's pairs)
         held_out = data.get(trial, trial.eval.reference_split) if _translates(trial) else None
+        if trial.log.heldout_scores:  # real images D never trains on, for its train/held-out output gap
+            held_out = data.get(trial, heldout_split(trial, data.data_root))
         outcome = _train(trial, data.get(trial), device, folder, options, console, short, should_stop, held_out)
         say(f"{name}: {outcome.summary}")
         return outcome
@@ -96,7 +99,9 @@ def _train(trial: Trial, data, device: torch.device, folder: Path, options: RunO
     try:
         evaluate = (make_evaluator(trial, recorder, device, options, console, short, held_out)
                     if trial.eval.metrics else None)
-        trainer = Trainer(trial, data, device, folder, tracker=recorder, evaluate=evaluate, grid_data=held_out)
+        translating = _translates(trial)
+        trainer = Trainer(trial, data, device, folder, tracker=recorder, evaluate=evaluate,
+                          grid_data=held_out if translating else None, held_out=None if translating else held_out)
         progress = StepProgress(console, short, trainer.total)
 
         def show(step: int, total: int, means: dict[str, float], images_per_s: float) -> None:

@@ -86,7 +86,8 @@ def test_the_random_streams_keep_their_values():
     first = torch.randn(3, generator=streams.generator(streams.evaluation_seed(0)))
     assert torch.equal(first, torch.randn(3, generator=torch.Generator().manual_seed(1_000_003)))
     assert streams.grid_noise_seed() == 0
-    assert set(streams.STREAMS) == {"globals", "training", "evaluation", "intra_fid", "grid", "grid_noise", "tpe"}
+    assert set(streams.STREAMS) == {"globals", "training", "evaluation", "intra_fid", "leak", "leak_check", "grid",
+                                    "grid_noise", "tpe"}
     # the methods and networks draw from the streams they are given (or the table's), never from a seed of their own
     root = Path(streams.__file__).parent
     own = [f"{p.relative_to(root)}:{n}" for folder in ("methods", "nets") for p in sorted((root / folder).glob("*.py"))

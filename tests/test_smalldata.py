@@ -385,3 +385,76 @@ log: {{every: 5, samples_every: 1000, checkpoint_every: 1000}}
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "report" / "figures" / "ada_p_folder.png").is_file()
     assert "ADA's p on folder" in (tmp_path / "report" / "README.md").read_text(encoding="utf-8")
+
+
+# D's outputs on training and held-out real images -------------------------------------------------------------
+
+def test_heldout_scores_log_ds_outputs_on_train_and_heldout_reals_without_moving_training():
+    from bench.data import load_dataset
+
+    train = load_dataset("digits", 16, "train", holdout={"validation": 0.2})
+    held = load_dataset("digits", 16, "validation", holdout={"validation": 0.2})
+    trial = make_trial("dcgan", 16, steps=6)
+    watched = trial.model_copy(update={"log": trial.log.model_copy(update={"heldout_scores": True})})
+    assert watched.key == trial.key  # a diagnostic: not part of the trial's identity
+    plain, seen = RecordingTracker(), RecordingTracker()
+    Trainer(trial, train, CPU, tracker=plain).run()
+    Trainer(watched, train, CPU, tracker=seen, held_out=held).run()
+    for (_, a), (_, b) in zip(plain.metrics, seen.metrics, strict=True):
+        assert {k: v for k, v in a.items() if k != "images_per_s"} == \
+            {k: v for k, v in b.items() if k not in ("images_per_s", "d_real_train", "d_real_heldout")}
+    last = seen.metrics[-1][1]
+    assert last["d_real_train"] == last["d_real_train"] and last["d_real_train"] != last["d_real_heldout"]
+
+
+def test_heldout_scores_need_a_heldout_split_and_a_discriminator(tmp_path):
+    base = SUITE.format(extra="", grid="") + "log: {every: 1, heldout_scores: true}\n"
+    photos = photo_folder(tmp_path / "photos", n=40)
+    folder_suite = base.replace("datasets: [digits]", f"datasets: [{{name: folder, path: {photos}}}]")
+    (tmp_path / "s.yaml").write_text(folder_suite)
+    result = bench_cli("run", "s.yaml", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "no held-out split; give it holdout: {validation: 0.1}" in result.stderr, result.stderr
+    (tmp_path / "s.yaml").write_text(base.replace("dcgan: {width: 8}", "infogan: {width: 8}"))
+    result = bench_cli("run", "s.yaml", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2 and "has no discriminator scores" in result.stderr, result.stderr
+    (tmp_path / "s.yaml").write_text(base)
+    assert bench_cli("run", "s.yaml", "--dry-run", cwd=tmp_path).returncode == 0  # digits: its test split
+
+
+# augmentation leaking into samples ------------------------------------------------------------------------------
+
+def test_the_leak_check_catches_cutout_squares_and_quarter_turns_and_not_real_images():
+    from bench.data import load_dataset
+    from bench.metrics.leak import LeakCheck, cutout_share, rotate
+
+    real = load_dataset("digits", 16, "train").images
+    check = LeakCheck(real[:600], torch.Generator().manual_seed(0))
+    clean = check(real[600:1100])  # unseen real images: they score what the real baseline scores
+    assert clean["leak_cutout"] == clean["leak_cutout_real"] == 0.0
+    assert abs(clean["leak_rotation"] - clean["leak_rotation_real"]) < 0.1 and clean["leak_rotation_real"] < 0.3
+    turned = check(rotate(real[600:1100], torch.randint(1, 4, (500,), generator=torch.Generator().manual_seed(1))))
+    assert turned["leak_rotation"] > 0.8
+    holes = cutout(real[600:700], torch.Generator().manual_seed(2))
+    assert cutout_share(holes) == 1.0 and check(holes)["leak_cutout"] == 1.0
+    assert cutout_share(torch.full((3, 1, 16, 16), 0.3)) == 0.0  # flat, but not cutout's fill
+
+
+@pytest.mark.slow
+def test_a_suite_asking_for_leak_logs_it_and_the_report_tables_it(tmp_path, tiny_inception):
+    from tests.conftest import sqlite_store
+    from tests.support import mlflow_runs
+
+    text = SUITE.format(extra=", augment: diffaugment", grid="").replace(
+        "eval: {metrics: []}", "eval: {n_fake: 64, n_real: 256, metrics: [fid, leak]}")
+    (tmp_path / "s.yaml").write_text(text)
+    uri = sqlite_store(tmp_path)
+    ran = bench_cli("run", "s.yaml", "--tracking-uri", uri, cwd=tmp_path, env={"BENCH_CACHE": str(tmp_path / "c")})
+    assert ran.returncode == 0, ran.stderr
+    (run,) = mlflow_runs(uri, "small")
+    metrics = run.data.metrics
+    assert {"leak_rotation", "leak_cutout", "leak_rotation_real", "leak_rotation_final"} <= set(metrics)
+    assert 0 <= metrics["leak_rotation"] <= 1 and metrics["leak_cutout_real"] == 0.0
+    report = bench_cli("report", "--suite", "small", "--tracking-uri", uri, "--out", "r", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "Augmentation leak: do samples show D's augmentations?" in (tmp_path / "r" / "README.md").read_text()

@@ -441,3 +441,18 @@ def test_a_worker_killed_mid_trial_leaves_no_zombie_the_next_one_resumes_its_tri
     assert by_state[0] == "FAIL" and list(by_state.values()).count("COMPLETE") == 2
     retry = next(t for t in study.get_trials() if t.user_attrs.get("retry_of") == 0)
     assert retry.params == study.get_trials()[0].params and retry.state.name == "COMPLETE"
+
+
+@pytest.mark.slow
+def test_trials_that_finish_without_the_objective_stop_the_study_instead_of_spinning(tmp_path, monkeypatch,
+                                                                                     tiny_inception):
+    """A finished trial with no objective value (as when a worker ran other code than the study's) counts as a
+    failure: three in a row stop the study in one line; before, each was retried with a new proposal, forever."""
+    import bench.tune.study as study_module
+
+    monkeypatch.setattr(study_module, "objective_value", lambda evaluations, objective: None)
+    done = tune(tmp_path, tmp_path / "cache", "dcgan", "--trials", "2", suite=final_fid_only(TINY, steps=2))
+    assert done.returncode == 2 and "trials all failed" in done.stderr, done.stdout + done.stderr
+    study = study_of(f"sqlite:///{tmp_path}/optuna.db", "tiny-dcgan-digits")
+    assert states(study) == ["FAIL"] * 3
+    assert all("logged no fid_final" in t.user_attrs["failure"] for t in study.get_trials())

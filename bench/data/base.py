@@ -179,12 +179,14 @@ def holdout_shares(value, name: str, entry: DatasetEntry, root: Path, options: d
 
 def available_splits(name: str, options: dict, data_root: Path | None = None) -> tuple[str, ...]:
     """The splits a dataset entry offers with its options: its own, and those its holdout carves."""
+    root = Path(data_root) if data_root is not None else default_data_root()
+    plain = {k: v for k, v in options.items() if k != "holdout"}
     own = DATASETS[name].splits
+    if name == "folder" and not own_test_split(name, root, plain):  # a folder's test split is its test/ subfolder
+        own = tuple(s for s in own if s != "test")
     if options.get("holdout") is None:
         return own
-    root = Path(data_root) if data_root is not None else default_data_root()
-    carved = holdout_shares(options["holdout"], name, DATASETS[name], root,
-                            {k: v for k, v in options.items() if k != "holdout"})
+    carved = holdout_shares(options["holdout"], name, DATASETS[name], root, plain)
     return tuple(dict.fromkeys([*own, *carved]))
 
 

@@ -217,6 +217,12 @@ class AdversarialMethod(Method):
             return Scores(scores, logits)
         return Scores(d(x, labels))
 
+    @torch.no_grad()
+    def real_scores(self, images: torch.Tensor, labels: torch.Tensor | None) -> float:
+        """D's mean raw output on real images, in eval mode (no batch statistics, no power iteration)."""
+        with self.eval_mode():
+            return float(self.discriminate(self.nets["discriminator"], images, labels).scores.float().mean())
+
     def probe(self, latents):
         fake = self.generate(latents, network="generator")
         return fake, self.discriminate(self.nets["discriminator"], fake, latents.get("labels")).scores

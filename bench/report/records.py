@@ -23,7 +23,8 @@ from bench.tracking import reading
 # evaluation metric.
 CURVE_PREFIX = "loss_"
 THROUGHPUT = "images_per_s"
-DIAGNOSTICS = ("ada_p", "ada_rt")  # logged beside the losses by augment: ada (bench/methods/ada.py)
+# logged beside the losses: by augment: ada (bench/methods/ada.py), and by log.heldout_scores (bench/train.py)
+DIAGNOSTICS = ("ada_p", "ada_rt", "d_real_train", "d_real_heldout")
 
 
 def is_curve(name: str) -> bool:

@@ -284,13 +284,16 @@ class Worker:
         except Interrupted:  # Ctrl-C: the bench trial checkpointed; queue its parameters so the next run resumes it
             trial.study.enqueue_trial(point, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
             raise
-        self.failed_in_a_row = self.failed_in_a_row + 1 if outcome.status in ("failed", "skipped_failed") else 0
         if outcome.status in ("finished", "skipped"):
             self.trained += outcome.status == "finished"
             value = objective_value(_evaluations(outcome, bench_trial, self.options), self.settings.objective)
-            if value is None:
+            if value is None:  # a failure like any other: a study of value-less trials stops, it does not spin
+                self.failed_in_a_row += 1
+                trial.set_user_attr("failure", f"the trial logged no {self.settings.objective}")
                 raise TrialFailure(f"the trial logged no {self.settings.objective}; add it to eval.metrics")
+            self.failed_in_a_row = 0
             return value
+        self.failed_in_a_row = self.failed_in_a_row + 1 if outcome.status in ("failed", "skipped_failed") else 0
         if outcome.status in ("pruned", "skipped_pruned"):
             self.trained += outcome.status == "pruned"
             raise optuna.TrialPruned(outcome.summary)
