@@ -23,13 +23,21 @@ from bench import results
 from bench.data import DATASETS
 from bench.devices import DEVICE_PATTERN
 from bench.errors import BenchError
-from bench.methods import METHODS, added, get_method, identity_dump, identity_params
+from bench.methods import ADDED, METHODS, added, get_method, identity_dump, identity_params
 from bench.numerics import DEFAULT_THREADS
 from bench.space import method_space
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _set(model: BaseModel) -> dict[str, Any]:
+    """A config block as MLflow params: a setting added after trials were recorded that is unset (None) is left
+    out, so records and reports of earlier trials gain no empty column (eval.select_split)."""
+    fields = type(model).model_fields
+    return {k: v for k, v in model.model_dump().items()
+            if not (v is None and fields[k].json_schema_extra == ADDED)}
 
 
 class MethodSpec(Strict):
@@ -310,7 +318,7 @@ class Trial(BaseModel):
         out = {"key": self.key, "suite": self.suite, "method": self.method, "label": self.label,
                "dataset": self.dataset.name, "seed": self.seed}
         out.update(flatten({"params": self.params, "budget": self.budget.model_dump(),
-                             "dataset_options": self.dataset.options, "eval": self.eval.model_dump(),
+                             "dataset_options": self.dataset.options, "eval": _set(self.eval),
                              "numerics": self.numerics.model_dump()}))
         out.update({"resolution": self.resolution, "batch_size": self.batch_size, "split": self.dataset.split,
                     "report.test": self.report.test})
