@@ -69,6 +69,12 @@ def random_data(channels: int, resolution: int, n: int = 32, classes: int = 4) -
     return ImageSet(images, labels, [str(i) for i in range(classes)])
 
 
+def logged_losses(records: list) -> list:
+    """A RecordingTracker's (step, metrics) without the throughput, which varies from run to run; the losses must
+    not."""
+    return [(step, {k: v for k, v in m.items() if k != "images_per_s"}) for step, m in records]
+
+
 class RecordingTracker:
     def __init__(self):
         self.metrics, self.images = [], {}

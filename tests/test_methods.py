@@ -13,7 +13,7 @@ from bench.methods import METHODS, DataShape, get_method, identity_params, regis
 from bench.methods.penalties import gradient_penalty, r1_penalty
 from bench.suite import Budget, DatasetSpec, EvalSpec, LogSpec, Numerics, Trial
 from bench.train import Trainer
-from tests.support import RecordingTracker, make_trial, random_data
+from tests.support import RecordingTracker, logged_losses, make_trial, random_data
 
 CPU = torch.device("cpu")
 
@@ -61,10 +61,7 @@ def test_new_methods_resume_bit_identically(tmp_path, method):
     resumed = RecordingTracker()
     Trainer(cut, data, CPU, run_dir=tmp_path, tracker=resumed).run()
 
-    def losses(records):  # throughput varies from run to run; the losses must not
-        return [(step, {k: v for k, v in m.items() if k != "images_per_s"}) for step, m in records]
-
-    assert losses(resumed.metrics) == losses(full.metrics)[3:]
+    assert logged_losses(resumed.metrics) == logged_losses(full.metrics)[3:]
 
 
 def test_mlp_discriminator_takes_channels_last_images_with_the_same_scores():
@@ -501,10 +498,7 @@ def test_an_sngan_trial_resumes_bit_identically_power_iteration_vectors_included
     again = Trainer(cut, data, CPU, run_dir=tmp_path, tracker=resumed)
     again.run()
 
-    def losses(records):
-        return [(step, {k: v for k, v in m.items() if k != "images_per_s"}) for step, m in records]
-
-    assert losses(resumed.metrics) == losses(full.metrics)[3:]
+    assert logged_losses(resumed.metrics) == logged_losses(full.metrics)[3:]
     end, resumed_end = (t.method.nets["discriminator"].state_dict() for t in (uninterrupted, again))
     vectors = [k for k in end if k.endswith("._u") or k.endswith("._v")]
     assert len(vectors) == 8 and all(torch.equal(end[k], resumed_end[k]) for k in end)

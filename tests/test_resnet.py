@@ -6,7 +6,7 @@ import torch
 from bench.methods import DataShape, get_method
 from bench.nets.resnet import DownBlock, ResNetDiscriminator, ResNetGenerator, UpBlock
 from bench.train import Trainer
-from tests.support import RecordingTracker, make_trial, random_data
+from tests.support import RecordingTracker, logged_losses, make_trial, random_data
 
 CPU = torch.device("cpu")
 
@@ -79,10 +79,7 @@ def test_mimicrys_learning_rate_falls_linearly_to_zero_and_resumes_bit_identical
     resumed = RecordingTracker()
     Trainer(cut, random_data(1, 16), CPU, run_dir=tmp_path, tracker=resumed).run()
 
-    def losses(records):
-        return [(step, {k: v for k, v in m.items() if k != "images_per_s"}) for step, m in records]
-
-    assert losses(resumed.metrics) == losses(full.metrics)[3:]
+    assert logged_losses(resumed.metrics) == logged_losses(full.metrics)[3:]
 
 
 def test_resnet_with_conditioning_is_refused_in_one_line():

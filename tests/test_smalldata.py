@@ -12,7 +12,7 @@ from bench.methods.diffaugment import OPS, color, cutout, diffaugment, parse_pol
 from bench.methods.lecam import LeCam
 from bench.train import Trainer
 from tests.conftest import bench_cli
-from tests.support import RecordingTracker, make_trial, random_data
+from tests.support import RecordingTracker, logged_losses, make_trial, random_data
 
 CPU = torch.device("cpu")
 ADVERSARIAL = ["dcgan", "lsgan", "wgan", "wgan-gp", "vanilla", "sngan", "cdcgan", "acgan", "wgan-gp-acgan"]
@@ -167,10 +167,7 @@ def test_a_trial_with_every_regulariser_resumes_bit_identically(tmp_path):
     trainer = Trainer(cut, data, CPU, run_dir=tmp_path, tracker=resumed)
     trainer.run()
 
-    def losses(records):
-        return [(step, {k: v for k, v in m.items() if k != "images_per_s"}) for step, m in records]
-
-    assert losses(resumed.metrics) == losses(full.metrics)[3:]
+    assert logged_losses(resumed.metrics) == logged_losses(full.metrics)[3:]
     assert trainer.method.lecam.real is not None  # the averages came back from the checkpoint
 
 
@@ -303,10 +300,7 @@ def test_an_ada_trial_resumes_bit_identically_with_its_p(tmp_path):
     trainer = Trainer(cut, data, CPU, run_dir=tmp_path, tracker=resumed)
     trainer.run()
 
-    def losses(records):
-        return [(step, {k: v for k, v in m.items() if k != "images_per_s"}) for step, m in records]
-
-    assert losses(resumed.metrics) == losses(full.metrics)[4:]
+    assert logged_losses(resumed.metrics) == logged_losses(full.metrics)[4:]
     assert 0 < trainer.method.ada.p  # it had moved before the checkpoint and came back with it
 
 
