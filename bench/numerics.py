@@ -14,8 +14,14 @@ are given the environment):
 Trial knobs, set around each trial's training and evaluation (`trial_numerics`):
 
     torch threads = numerics.threads (part of the trial's key: reductions split by thread)
-    oneDNN (mkldnn) and NNPACK off: their blocking follows the CPU's cache sizes, which no setting pins, so
-    convolutions run ATen's im2col + MKL's GEMM (under MKL_CBWR) instead
+    convolutions, transposed convolutions and linear layers on numpy's OpenBLAS, pinned to its Haswell kernels
+    (bench/portable.py: as fast as the machine's own kernels, unlike MKL's only portable branch); oneDNN (mkldnn)
+    and NNPACK off for what remains: their blocking follows the CPU's cache sizes, which no setting pins
+
+Speed knobs of the portable mode, set unless the user set them (they change how threads wait, never a number):
+GOMP_SPINCOUNT=3000 and OPENBLAS_THREAD_TIMEOUT=14, so torch's OpenMP threads and OpenBLAS's stop spinning within
+microseconds of their work: on 2 cores each pool's spinning otherwise stole the other's core (a 16 px DCGAN step
+5.8x slower with both pools' defaults; measured on an AMD EPYC).
 
 `numerics.portable: false` asks for the machine's fastest kernels instead; those are chosen when torch loads, so such
 trials run in a process started with BENCH_NUMERICS=native (and portable ones refuse such a process), each in one
@@ -51,6 +57,7 @@ PORTABLE_ENV = {
     "OPENBLAS_CORETYPE": "HASWELL",
     "OPENBLAS_NUM_THREADS": "1",
 }
+SPEED_ENV = {"GOMP_SPINCOUNT": "3000", "OPENBLAS_THREAD_TIMEOUT": "14"}
 DEFAULT_THREADS = 2  # a trial's numerics.threads unless its suite says otherwise: 23% faster than 1 for the quickstart
 # on 2 cores, the same bits at 1 and 2 here (not promised: MKL's COMPATIBLE branch is reproducible per thread count)
 # cuBLAS's deterministic workspace: read at the first cuBLAS call, harmless (24 MiB) when not deterministic
@@ -74,8 +81,11 @@ def pin_process() -> None:
         os.environ.setdefault(name, value)
     if process_mode() != "portable" or (_x86() and not {"avx2", "fma"} <= set(cpu_info()[1].split())):
         return
-    _USER_ENV.update({k: os.environ.get(k) for k in PORTABLE_ENV})
+    _USER_ENV.update({k: os.environ.get(k) for k in (*PORTABLE_ENV, *SPEED_ENV)})
     os.environ.update(PORTABLE_ENV)  # a user's own ATEN_CPU_CAPABILITY would make the bits the machine's
+    if "OMP_WAIT_POLICY" not in os.environ:  # a user's wait policy is theirs (GOMP_SPINCOUNT would override it)
+        os.environ.setdefault("GOMP_SPINCOUNT", SPEED_ENV["GOMP_SPINCOUNT"])
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", SPEED_ENV["OPENBLAS_THREAD_TIMEOUT"])
 
 
 def command_defaults() -> None:
@@ -122,9 +132,11 @@ def check(portable: bool, device) -> None:
     """One line when a trial's numerics and this process disagree (see the module docstring)."""
     if device.type != "cpu":
         return  # on a GPU the kernels are the GPU's; the CPU knobs decide nothing recorded
-    if portable and (process_mode() == "native" or not process_pinned()):
+    if portable and (process_mode() == "native" or not process_pinned() or not _openblas_pinned()):
         if process_mode() == "native":
             why = "this process runs the machine's own kernels (BENCH_NUMERICS=native)"
+        elif not _openblas_pinned():
+            why = "numpy was loaded before bench could pin OpenBLAS's kernels (import bench before numpy)"
         elif _x86() and not {"avx2", "fma"} <= set(cpu_info()[1].split()):
             why = "this CPU lacks AVX2 or FMA, which the pinned kernels use"
         else:
@@ -134,6 +146,12 @@ def check(portable: bool, device) -> None:
     if not portable and process_mode() != "native":
         raise BenchError("numerics.portable: false asks for this machine's fastest kernels, which are chosen when "
                          f"torch loads: run the command with {MODE_VARIABLE}=native in its environment")
+
+
+def _openblas_pinned() -> bool:
+    from bench.portable import pinned  # numpy's OpenBLAS: loaded for the trials that use it
+
+    return pinned()
 
 
 class Settings(Protocol):
@@ -164,7 +182,13 @@ def trial_numerics(settings: Settings, device) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     try:
-        yield
+        if portable and device.type == "cpu" and process_mode() == "portable":  # else `check` refused the trial
+            from bench.portable import portable_kernels  # numpy's OpenBLAS: loaded for the trials that use it
+
+            with portable_kernels(threads):
+                yield
+        else:
+            yield
     finally:
         torch.set_num_threads(saved[0])
         torch.backends.mkldnn.enabled = saved[1]
@@ -228,6 +252,7 @@ def fingerprint(device) -> dict[str, str]:
         "cpu": model, "cpu_isa": isa, "kernel_isa": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.enabled,
         "nnpack": _nnpack_enabled(), "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "gemm": _gemm_kernels(device),
         "feature_kernels": "onednn (this machine's, see feature_kernels)",
         "glibc": "-".join(platform.libc_ver()) or "unknown", "python": platform.python_version(),
         **{f"lib_{k}": v for k, v in _library_versions().items()},
@@ -243,11 +268,21 @@ def fingerprint(device) -> dict[str, str]:
     return {k: str(v) for k, v in info.items()}
 
 
+def _gemm_kernels(device) -> str:
+    """What computes a trial's convolutions and linear layers: OpenBLAS's pinned kernels on the portable path
+    (bench/portable.py), else torch's own (oneDNN and MKL on the CPU, cuDNN and cuBLAS on a GPU)."""
+    if device.type != "cpu" or process_mode() != "portable":
+        return "torch"
+    from bench.portable import describe  # numpy's OpenBLAS, as the portable trials load it
+
+    return describe()
+
+
 # The fingerprint entries that decide bits (the rest, python and the like, are context): `bench reproduce` names
 # the ones that differ when numbers do, and the CPU beside them (CPU_ENTRIES: what the portable mode covers).
-DECIDING = ("mode", "torch", "torch_git", "cpu_isa", "kernel_isa", "threads", "mkldnn", "nnpack", "deterministic",
-            "glibc", "lib_mkl", "lib_onednn", "lib_blas", *(f"env_{k}" for k in PORTABLE_ENV), "gpu", "gpu_sms",
-            "cuda", "cudnn", "tf32_matmul", "tf32_cudnn")
+DECIDING = ("mode", "torch", "torch_git", "cpu_isa", "kernel_isa", "threads", "gemm", "mkldnn", "nnpack",
+            "deterministic", "glibc", "lib_mkl", "lib_onednn", "lib_blas", *(f"env_{k}" for k in PORTABLE_ENV),
+            "gpu", "gpu_sms", "cuda", "cudnn", "tf32_matmul", "tf32_cudnn")
 CPU_ENTRIES = ("cpu", "cpu_isa")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench import devices, numerics
+from bench import devices, numerics, portable
 from bench.data import ImageSet, PairSet
 from bench.errors import BenchError
 from bench.executors import Placement
@@ -99,17 +99,17 @@ def perf_trial(method: str, resolution: int, batch_size: int, width: int, device
                  log=LogSpec(every=50, samples_every=10**9, checkpoint_every=10**9), device=str(device))
 
 
-def bench_loop(method: str, data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int,
+def bench_loop(method: str, data: tuple, batch_size: int, device, width: int, warmup: int, steps: int,
                path: str = "fp32") -> float:
-    """Steps/s of bench's loop on `path`; on the CPU a path of the other numerics mode than this process's runs in a
-    worker process started in that mode (the kernels are chosen when torch loads)."""
+    """Steps/s of bench's loop on `path` on `synthetic_data(*data)`; on the CPU a path of the other numerics mode
+    than this process's runs in a worker process started in that mode (the kernels are chosen when torch loads)."""
     return in_path_process(path, device, _bench_loop, method, data, batch_size, str(device), width, warmup, steps,
                            path)
 
 
-def _bench_loop(method: str, data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int,
+def _bench_loop(method: str, recipe: tuple, batch_size: int, device, width: int, warmup: int, steps: int,
                 path: str) -> float:
-    device = torch.device(device)
+    device, data = torch.device(device), synthetic_data(*recipe)
     trainer = Trainer(perf_trial(method, data.resolution, batch_size, width, device, path), data, device)
     trainer.run(stop_after=warmup)
     sync(device)
@@ -192,9 +192,13 @@ class FlopCount:
 
         self.mode = Mode()
         self.mode.__enter__()
+        self.products = portable.counting_flops()  # the portable path's GEMMs are no aten ops: counted where they run
+        self.portable = self.products.__enter__()
         return self
 
     def __exit__(self, *exc):
+        self.products.__exit__(*exc)
+        self.total += self.portable[0]
         return self.mode.__exit__(*exc)
 
 
@@ -269,18 +273,18 @@ def plain_wgan_gp_step(data: ImageSet, batch_size: int, device, width: int) -> C
 PLAIN = {"dcgan": plain_dcgan_step, "wgan-gp": plain_wgan_gp_step}  # stylegan: no hand-written reference
 
 
-def plain_loop(method: str, data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int) -> float:
-    """Steps/s of the hand-written loop as a user runs it: on the CPU in its own process, started with the user's
-    environment (none of bench's knobs) and torch's defaults (its thread count, oneDNN on), where no bench loop
-    ran; on a GPU here (the CPU kernels decide nothing there)."""
+def plain_loop(method: str, data: tuple, batch_size: int, device, width: int, warmup: int, steps: int) -> float:
+    """Steps/s of the hand-written loop on `synthetic_data(*data)` as a user runs it: on the CPU in its own process,
+    started with the user's environment (none of bench's knobs) and torch's defaults (its thread count, oneDNN on),
+    where no bench loop ran; on a GPU here (the CPU kernels decide nothing there)."""
     if torch.device(device).type == "cpu":
         return _worker("plain").submit(_plain_loop, method, data, batch_size, str(device), width, warmup,
                                        steps).result()
     return _plain_loop(method, data, batch_size, device, width, warmup, steps)
 
 
-def _plain_loop(method: str, data: ImageSet, batch_size: int, device, width: int, warmup: int, steps: int) -> float:
-    device = torch.device(device)
+def _plain_loop(method: str, recipe: tuple, batch_size: int, device, width: int, warmup: int, steps: int) -> float:
+    device, data = torch.device(device), synthetic_data(*recipe)
     step = PLAIN[method](data, batch_size, device, width)
     for _ in range(warmup):
         step()
@@ -335,8 +339,11 @@ def _perf_train(methods, resolutions, paths, batch_size, steps, warmup, repeats,
     rows = []
     for method in methods:
         for resolution in resolutions:
-            data = synthetic_data(max(4 * batch_size, 512), 3, resolution, method)
-            flops = step_flops(method, data, batch_size, device, width)
+            # the loops get the recipe and build the data themselves: a tensor sent to a worker process moves into
+            # shared memory, and this process's training then ran 3x slower until the worker ended (measured on 2
+            # cores: a 16 px DCGAN 18.8 -> 6.1 steps/s after one ImageSet was sent)
+            data = (max(4 * batch_size, 512), 3, resolution, method)
+            flops = step_flops(method, synthetic_data(*data), batch_size, device, width)
             runs: dict[str, list[float]] = {p: [] for p in paths}
             plain: list[float] = []
             order = (["plain"] if method in PLAIN else []) + list(paths)

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bench import numerics, perf
+from bench import numerics, perf, portable
 from bench.data import load_dataset, resize
 from bench.methods import METHODS
 from bench.suite import Numerics
@@ -225,36 +225,55 @@ def _inputs(*shape: int, scale: float = 1.0, offset: int = 0) -> torch.Tensor:
     return (pattern(n, offset) * scale).reshape(shape).contiguous()
 
 
-def fixed() -> dict[str, str]:
-    out: dict[str, str] = {}
-    h = lambda t: hashlib.sha256(t.detach().contiguous().cpu().numpy().tobytes()).hexdigest()[:16]  # noqa: E731
+def _hash(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().contiguous().cpu().numpy().tobytes()).hexdigest()[:16]
 
+
+def _forward_backward(out: dict[str, str]) -> Callable:
+    """fwd_bwd(name, fn, *tensors): the digests of fn's output and of its gradients into `out`."""
     def fwd_bwd(name: str, fn: Callable, *tensors: torch.Tensor) -> None:
         ts = [t.clone().requires_grad_(True) for t in tensors]
         y = fn(*ts)
-        out[name + ".fwd"] = h(y)
+        out[name + ".fwd"] = _hash(y)
         for k, gr in enumerate(torch.autograd.grad(y, ts, _inputs(*y.shape, scale=0.5, offset=7))):
-            out[f"{name}.bwd{k}"] = h(gr)
+            out[f"{name}.bwd{k}"] = _hash(gr)
+    return fwd_bwd
 
-    for b, i, o in [(64, 100, 256), (64, 256, 512), (64, 512, 1024), (64, 1024, 64), (64, 64, 512), (64, 512, 256),
-                    (64, 256, 1), (64, 100, 2048), (128, 100, 256), (64, 784, 512), (64, 1024, 784)]:
-        x, w, bias = _inputs(b, i), _inputs(o, i, scale=0.05, offset=3), _inputs(o, offset=5)
-        fwd_bwd(f"linear[{b}x{i}->{o}]", F.linear, x, w, bias)
+
+def products() -> dict[str, str]:
+    """The portable kernels on products they split over a trial's threads (M*N*K of at least
+    portable.PARALLEL_FROM: their bits depend on the split) and on one they do not, forward and backward, under a
+    portable trial's numerics: the emulated CPUs check these, as training's products at test sizes stay small."""
+    out: dict[str, str] = {}
+    fwd_bwd = _forward_backward(out)
+    with numerics.trial_numerics(Numerics(), torch.device("cpu")):
+        fwd_bwd("portable:conv2d[32,32,16->64,k4s2p1]", lambda x, w: F.conv2d(x, w, stride=2, padding=1),
+                _inputs(32, 32, 16, 16), _inputs(64, 32, 4, 4, scale=0.1, offset=13))
+        fwd_bwd("portable:conv_t2d[32,64,8->32,k4s2p1]", lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1),
+                _inputs(32, 64, 8, 8), _inputs(64, 32, 4, 4, scale=0.1, offset=17))
+        fwd_bwd("portable:linear[256x1024->256]", F.linear, _inputs(256, 1024), _inputs(256, 1024, scale=0.05,
+                                                                                     offset=3))
+        fwd_bwd("portable:conv2d[8,8,8->8,k3s1p1]", lambda x, w: F.conv2d(x, w, padding=1), _inputs(8, 8, 8, 8),
+                _inputs(8, 8, 3, 3, scale=0.1, offset=13))
+    return out
+
+
+def fixed() -> dict[str, str]:
+    out: dict[str, str] = {}
+    h = _hash
+    fwd_bwd = _forward_backward(out)
+
+    with portable.aten_kernels():  # ATen's own (MKL under MKL_CBWR, its im2col): the entries of the shared tool
+        _layers(fwd_bwd, "")
+    _layers(fwd_bwd, "portable:")  # bench's kernels (OpenBLAS, bench/portable.py), which training takes
+    x, w = _inputs(16, 8, 16, 16), _inputs(16, 8, 4, 4, scale=0.1, offset=19)
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.conv2d(x, w, stride=2, padding=1).square().sum(), x, create_graph=True)
+    out["portable:conv2d_double_backward[16,8,16->16,k4s2p1]"] = h(torch.autograd.grad(grad.square().sum(), x)[0])
     for m, k, n in [(64, 64, 64), (256, 64, 512), (512, 64, 256), (1, 64, 256), (100, 64, 256), (1024, 64, 512)]:
         a, bm = _inputs(m, k), _inputs(k, n, offset=11)
         out[f"mm[{m}x{k}x{n}]"] = h(a @ bm)
         out[f"mm_t[{m}x{k}x{n}]"] = h(a.t().contiguous().t() @ bm)
-    for (n, c, px, oc, k, s, p) in [(64, 1, 16, 32, 4, 2, 1), (64, 32, 8, 64, 4, 2, 1), (64, 64, 4, 1, 4, 1, 0),
-                                    (64, 3, 32, 64, 4, 2, 1), (64, 64, 16, 128, 4, 2, 1), (64, 128, 8, 256, 4, 2, 1),
-                                    (64, 16, 16, 16, 3, 1, 1)]:
-        x, w = _inputs(n, c, px, px), _inputs(oc, c, k, k, scale=0.1, offset=13)
-        fwd_bwd(f"conv2d[{n},{c},{px}->{oc},k{k}s{s}p{p}]",
-                lambda x, w, s=s, p=p: F.conv2d(x, w, stride=s, padding=p), x, w)
-    for (n, c, px, oc, k, s, p) in [(64, 100, 1, 64, 4, 1, 0), (64, 64, 4, 32, 4, 2, 1), (64, 32, 8, 1, 4, 2, 1),
-                                    (64, 256, 4, 128, 4, 2, 1), (64, 128, 8, 64, 4, 2, 1), (64, 64, 16, 3, 4, 2, 1)]:
-        x, w = _inputs(n, c, px, px), _inputs(c, oc, k, k, scale=0.1, offset=17)
-        fwd_bwd(f"conv_t2d[{n},{c},{px}->{oc},k{k}s{s}p{p}]",
-                lambda x, w, s=s, p=p: F.conv_transpose2d(x, w, stride=s, padding=p), x, w)
     x, wb = _inputs(64, 32, 8, 8), _inputs(32, offset=1) + 1.5
     fwd_bwd("batch_norm[64,32,8,8]", lambda x, w: F.batch_norm(x, None, None, w, None, training=True), x, wb)
     fwd_bwd("instance_norm[4,32,8,8]", F.instance_norm, _inputs(4, 32, 8, 8))
@@ -289,6 +308,26 @@ def fixed() -> dict[str, str]:
     torch.manual_seed(1234)
     out["dropout_global[64x1024]"] = h(F.dropout(torch.ones(64, 1024), 0.5, True))
     return out
+
+
+def _layers(fwd_bwd: Callable, prefix: str) -> None:
+    """Linear, conv and conv-transpose layers forward and backward at DCGAN's shapes, products above and below
+    portable.PARALLEL_FROM among them."""
+    for b, i, o in [(64, 100, 256), (64, 256, 512), (64, 512, 1024), (64, 1024, 64), (64, 64, 512), (64, 512, 256),
+                    (64, 256, 1), (64, 100, 2048), (128, 100, 256), (64, 784, 512), (64, 1024, 784)]:
+        x, w, bias = _inputs(b, i), _inputs(o, i, scale=0.05, offset=3), _inputs(o, offset=5)
+        fwd_bwd(f"{prefix}linear[{b}x{i}->{o}]", F.linear, x, w, bias)
+    for (n, c, px, oc, k, s, p) in [(64, 1, 16, 32, 4, 2, 1), (64, 32, 8, 64, 4, 2, 1), (64, 64, 4, 1, 4, 1, 0),
+                                    (64, 3, 32, 64, 4, 2, 1), (64, 64, 16, 128, 4, 2, 1), (64, 128, 8, 256, 4, 2, 1),
+                                    (64, 16, 16, 16, 3, 1, 1)]:
+        x, w = _inputs(n, c, px, px), _inputs(oc, c, k, k, scale=0.1, offset=13)
+        fwd_bwd(f"{prefix}conv2d[{n},{c},{px}->{oc},k{k}s{s}p{p}]",
+                lambda x, w, s=s, p=p: F.conv2d(x, w, stride=s, padding=p), x, w)
+    for (n, c, px, oc, k, s, p) in [(64, 100, 1, 64, 4, 1, 0), (64, 64, 4, 32, 4, 2, 1), (64, 32, 8, 1, 4, 2, 1),
+                                    (64, 256, 4, 128, 4, 2, 1), (64, 128, 8, 64, 4, 2, 1), (64, 64, 16, 3, 4, 2, 1)]:
+        x, w = _inputs(n, c, px, px), _inputs(c, oc, k, k, scale=0.1, offset=17)
+        fwd_bwd(f"{prefix}conv_t2d[{n},{c},{px}->{oc},k{k}s{s}p{p}]",
+                lambda x, w, s=s, p=p: F.conv_transpose2d(x, w, stride=s, padding=p), x, w)
 
 
 # ---- training itself ---------------------------------------------------------------------------------------------
@@ -362,7 +401,7 @@ def machine() -> dict[str, str]:
     return {"cpu": model, "generation": cpu_generation(), "isa": isa, "torch": torch.__version__,
             "python": platform.python_version(), "glibc": "-".join(platform.libc_ver()),
             "capability": torch.backends.cpu.get_cpu_capability(), "pinned": str(numerics.process_pinned()),
-            "threads": str(numerics.DEFAULT_THREADS)}
+            "threads": str(numerics.DEFAULT_THREADS), "gemm": portable.describe()}
 
 
 def run_probe(methods: list[str] | None = None, say: Callable[[str], None] = print) -> dict:

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import typer
 
+from bench import numerics
 from bench.devices import resolve
 from bench.errors import BenchError
+from bench.suite import Numerics
 
 GRID_COLUMNS = 8
 # the file formats of a grid (--out x.jpg): any other image extension is refused, never made a folder of PNGs
@@ -47,8 +49,6 @@ def sample_command(
 ) -> None:
     """Draw images from a trained trial: a grid (x.png) or one file per image (a folder); translate a folder
     (--input) with an image-to-image trial."""
-    import torch
-
     if n < 1:
         raise BenchError(f"--n {n}: draw at least one image")
     grid = _is_grid(out)
@@ -60,7 +60,15 @@ def sample_command(
                 "another --seed and --out for more")
         raise BenchError(f"--n {n}{f' x {len(label)} labels' if label else ''}: {what}")
     dev = resolve(device)
-    method, key = _load(trial, runs_dir, tracking_uri, dev)
+    method, key, settings = _load(trial, runs_dir, tracking_uri, dev)
+    with numerics.trial_numerics(settings, dev):  # the trial's kernels: its grids' images, bit for bit
+        _draw(method, key, out, n, label, truncation, traverse, mix, seed, input, direction, grid)
+
+
+def _draw(method, key: str, out: Path, n: int, label: list[str], truncation: float | None, traverse: str | None,
+          mix: bool, seed: int, input: Path | None, direction: str, grid: bool) -> None:
+    import torch
+
     if truncation is not None:
         if not hasattr(method, "truncation"):
             raise BenchError(f"--truncation: method '{method.name}' has no truncation (StyleGAN has)")
@@ -152,12 +160,12 @@ def _load(key: str, runs_dir: Path, tracking_uri: str | None, device):
             raise BenchError(f"no checkpoint of trial '{key}' under {runs_dir} nor in the MLflow store; pass "
                              "--runs-dir or --tracking-uri (`bench run SUITE --dry-run` lists trial keys)")
     ckpt = load(path, device)
-    method, _ = method_from_checkpoint(ckpt, device)
+    method, config = method_from_checkpoint(ckpt, device)
     step, total = ckpt.get("step"), ckpt.get("total_steps")
     if step is not None and total is not None and step < total:
         typer.echo(f"note: trial {ckpt['key']} is unfinished (interrupted or failed): these images come from its "
                    f"checkpoint at step {step} of {total}")
-    return method, ckpt["key"]
+    return method, ckpt["key"], Numerics(**config.get("numerics", {}))
 
 
 def _from_records(key: str, tracking_uri: str | None) -> Path | None:

@@ -29,14 +29,15 @@ EMULATED = ("EPYC-Rome", "Haswell-v4")  # an AMD and an Intel AVX2 CPU without A
 # small-data regulariser on (DiffAugment, LeCam, bCR, zCR: probe.SMALL_DATA), and DCGAN under ADA (grid sampling,
 # colour matrices, the sines of its rotations)
 FAMILIES = ("vanilla", "dcgan", "wgan", "wgan-gp", "sngan-mimicry", "stylegan", "cyclegan", "pix2pix")
-# the data pipeline and 3 training steps of each family (CycleGAN 1: under QEMU its step takes ~30 s, two thirds of
+# the data pipeline, the portable kernels' products large enough to be split over threads (training's at these
+# sizes are not) and 3 training steps of each family (CycleGAN 1: under QEMU its step takes ~30 s, two thirds of
 # the emulation's time at 3); then the optimiser bench replaced, planted back: torch's default Adam takes
 # Tensor.sqrt, MKL's CPU-dependent root
 TRAIN = f"""
 import json, bench, torch
 from bench import probe
 from bench.methods import optim
-out = {{**probe.data(), **probe.trained({[f for f in FAMILIES if f != "cyclegan"]!r}),
+out = {{**probe.data(), **probe.products(), **probe.trained({[f for f in FAMILIES if f != "cyclegan"]!r}),
        **probe.trained(["cyclegan"], steps=1),
        **probe.trained(["dcgan", "wgan-gp"], params=probe.SMALL_DATA, suffix="+smalldata"),
        **probe.trained(["dcgan"], params=probe.ADA, suffix="+ada")}}
@@ -85,6 +86,7 @@ def test_every_method_family_trains_to_the_same_bits_natively_and_on_emulated_am
     native = digests["native"]
     assert set(FAMILIES) <= set(native) and sum(k.startswith("data.") for k in native) == 4
     assert {"dcgan+smalldata", "wgan-gp+smalldata", "dcgan+ada"} <= set(native)
+    assert sum(k.startswith("portable:") for k in native) == 12  # the kernels' split products, forward and backward
     for cpu in EMULATED:
         differ = sorted(k for k in native if k != PLANTED and native[k] != digests[cpu].get(k))
         assert not differ, f"under an emulated {cpu} these train or load to other bits: {differ}"

@@ -52,6 +52,12 @@ def test_the_knobs_are_in_place_before_torch_loads_in_a_fresh_process(tmp_path):
     refused = subprocess.run([sys.executable, "-c", late], cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=120)
     assert "torch was loaded before bench could pin its kernels (import bench before torch)" in refused.stderr
+    # numpy first, its OpenBLAS on other kernels than Haswell's (which it picks itself on some CPUs, Zen 3 among them)
+    early_numpy = "import numpy, bench, torch; from bench import numerics; numerics.check(True, torch.device('cpu'))"
+    refused = subprocess.run([sys.executable, "-c", early_numpy], cwd=tmp_path,
+                             env={**env, "OPENBLAS_CORETYPE": "Sandybridge"}, capture_output=True, text=True,
+                             timeout=120)
+    assert "numpy was loaded before bench could pin OpenBLAS's kernels (import bench before numpy)" in refused.stderr
 
 
 @pytest.mark.process
@@ -61,6 +67,7 @@ def test_a_native_process_started_from_a_pinned_one_inherits_none_of_its_knobs(t
     assert os.environ["ATEN_CPU_CAPABILITY"] == "avx2"  # set by bench in this process
     env = numerics.native_environment()
     assert env[numerics.MODE_VARIABLE] == "native" and not set(numerics.PORTABLE_ENV) & set(env)
+    assert not set(numerics.SPEED_ENV) & set(env)  # nor the portable mode's waiting knobs
     probe = ("import os, torch; print(torch.backends.cpu.get_cpu_capability(), torch.backends.mkldnn.enabled, "
              "os.environ.get('MKL_CBWR', '-'))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
