@@ -14,7 +14,7 @@ from bench import devices, numerics
 from bench.data.cli import app as data_app
 from bench.errors import BenchError, Interrupted
 from bench.metrics.cache import default_cache_dir
-from bench.metrics.cli import fid_command
+from bench.metrics.cli import fid_command, memorization_command
 from bench.metrics.perf import perf_fid_command
 from bench.report.cli import report_command
 from bench.sampling import sample_command
@@ -108,7 +108,7 @@ def run(
         typer.echo(f"suite {spec.name}: {len(trials)} trials")
         for t in trials:
             params = " ".join(f"{k}={v}" for k, v in sorted(t.params.items()))
-            typer.echo(f"{t.key}  {trial_status(t, runs_dir):<11}  {t.label:<10} {t.dataset.name:<12} "
+            typer.echo(f"{t.key}  {trial_status(t, runs_dir):<11}  {t.label:<10} {t.dataset.label:<12} "
                        f"seed={t.seed:<3} {params}")
         return
     options = RunOptions(runs_root=runs_dir, data_root=data_root, device=device, retry_failed=retry_failed,
@@ -177,8 +177,9 @@ def list_registry(what: Annotated[str, typer.Argument(help="methods or datasets"
             for field, info in get_method(name).Hyper.model_fields.items():
                 typer.echo(f"{field:<22} {info.default!s:<24} {info.description or ''}".rstrip())
             return
+        wide = max(map(len, METHODS))
         for key in sorted(METHODS):
-            typer.echo(f"{key:<14} {METHODS[key].description}")
+            typer.echo(f"{key:<{wide}} {METHODS[key].description}")
     elif what == "datasets":
         from bench.data import DATASETS  # the methods' registry: only for the listing asked for
 
@@ -246,6 +247,8 @@ def check(
 
 def _mount_extensions() -> None:
     app.command("fid", help="FID (and KID, precision/recall, density/coverage) with its protocol.")(fid_command)
+    app.command("memorization", help="Did a generator copy its training set? C_T, nearest-neighbour distances "
+                                     "against held-out images, AuthPct, a verdict.")(memorization_command)
     app.command("report", help="Tables, statistics and plots from the MLflow records.")(report_command)
     app.command("sample", help="Images from a trained trial: a grid (x.png) or one PNG per image (a folder).")(
         sample_command)

@@ -30,6 +30,11 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
         reference = Reference(dataset=trial.dataset.name, split=spec.reference_split, resolution=trial.resolution,
                               n=spec.n_real, options=dict(trial.dataset.options), data_root=options.data_root)
     weights = Path(spec.inception_weights) if spec.inception_weights else None
+    memorized = None  # the memorisation check's splits: all the training images, and real ones never seen
+    if "memorization" in spec.metrics:
+        memorized = tuple(Reference(dataset=trial.dataset.name, split=split, resolution=trial.resolution,
+                                    options=dict(trial.dataset.options), data_root=options.data_root)
+                          for split in (trial.dataset.split, "test"))
     selection = None
     if spec.select_split is not None:
         selection = Reference(dataset=trial.dataset.name, split=spec.select_split, resolution=trial.resolution,
@@ -57,7 +62,8 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
             rng = generator(evaluation_seed(trial.seed), device)  # the same latents at every evaluation
             result = evaluate_generator(lambda n: method.sample(n, rng), spec.n_fake, reference, metrics=metrics,
                                         mode=spec.mode, device=device, cache_dir=options.cache_dir,
-                                        inception_weights=weights, progress=progress, selection=selection)
+                                        inception_weights=weights, progress=progress, selection=selection,
+                                        memorized=memorized)
             values.update(_record(result, tracker, step))
         if "intra_fid" in spec.metrics:
             values.update(_intra_fid(method, trial, reference, tracker, step, device, options, progress))
@@ -83,6 +89,8 @@ def _record(result, tracker, step: int) -> dict[str, float]:
             tracker.set_tags({f"eval.unavailable.{k}": v for k, v in result.unavailable.items()})
         if result.warnings:
             tracker.set_tags({"eval.warnings": " | ".join(result.warnings)})
+        for path, images in getattr(result, "images", {}).items():  # the memorisation check's closest pairs
+            tracker.log_png(images, path)
     return dict(result.values)
 
 

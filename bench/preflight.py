@@ -114,6 +114,11 @@ def check_evaluation(trial: Trial, data: DataCache) -> None:
     reference = data.get(trial, spec.reference_split)
     if len(reference) < 2:
         raise BenchError(f"the reference split '{spec.reference_split}' has {len(reference)} image; FID needs 2")
+    if "memorization" in spec.metrics and ("test" not in splits or trial.dataset.split == "test"):
+        held = "none" if "test" not in splits else "it as the training split"
+        raise BenchError(f"eval.metrics: memorization holds out the test split of dataset '{trial.dataset.name}', "
+                         f"which has {held}; give the dataset holdout: {{test: 0.1}} (or a test/ folder) and train "
+                         "on another split")
     if spec.select_split is not None:
         if spec.select_split not in splits:
             raise BenchError(f"eval.select_split: dataset '{trial.dataset.name}' has no split "

@@ -29,6 +29,7 @@ class Metric:
     rows_without_values: bool = True  # False: rows with no value in any cell are left out of its table
     compute: str = ""  # "module:function" taking a bench.metrics.base.Scoring; "" = computed by its own path
     features: bool = False  # needs the reference's features, not only their mean and covariance
+    pixels: bool = False  # needs the generated images as pixels, and the training and test splits (memorisation)
     task: str = "generation"  # or "translation" (image to image, per direction)
     selectable: bool = True  # a name `eval.metrics` accepts
     once: bool = False  # the same at every evaluation (baselines of the data): its keys are summaries themselves
@@ -95,6 +96,16 @@ register(Metric(
           "farther from their nearest reference image than that image is from its own nearest reference "
           "neighbour, in Inception space; 100 = none sits closer to a training image than the training images "
           "sit to each other, low values point at copies. " + _INTERVAL.format(best="highest")))
+register(Metric(
+    "memorization", ("ct", "ct_pixel", "nn_ratio", "nn_ratio_pixel"), "data copying (C_T)",
+    final=("ct", "ct_pixel", "nn_ratio", "nn_ratio_pixel"), lower_is_better=False, pixels=True,
+    compute="bench.metrics.memorization:score_memorization", section="Memorisation: did a model copy its training set?",
+    table="C_T (Meehan et al. 2020, bench/metrics/memorization.py) in Inception space: generated images against "
+          "held-out ones (the test split), by their distance to the nearest training image within k-means cells; "
+          "below -3 the generated images sit closer to the training set than new images do (copying), near 0 as "
+          "close, far above 0 farther (underfitting, not quality). ct_pixel (the same in pixel space) and "
+          "nn_ratio (median distance to the training set, generated / held-out) are in tables/tidy.csv; each "
+          "trial's closest pairs are its memorization/closest.png. " + _INTERVAL.format(best="highest")))
 register(Metric(
     "intra_fid", ("intra_fid",), "intra-FID", final=("intra_fid",), console=True, rows_without_values=False,
     section="Intra-FID: does a conditional model follow its labels?",

@@ -135,3 +135,20 @@ def bench_main(monkeypatch, capsys, *args):
         cli.main()
     out, err = capsys.readouterr()
     return done.value.code, out, err
+
+
+def photo_folder(folder: Path, n: int = 100, seed: int = 0) -> Path:
+    """n 48 px crops of the two photographs scikit-learn ships (a temple in China, a flower), as PNG files: a
+    small real-photo dataset; another seed gives other crops of the same photographs."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    photos = load_sample_images().images
+    for i in range(n):
+        photo = photos[i % 2]
+        top, left = rng.integers(0, photo.shape[0] - 96), rng.integers(0, photo.shape[1] - 96)
+        Image.fromarray(photo[top:top + 96, left:left + 96]).resize((48, 48)).save(folder / f"{i:03d}.png")
+    return folder

@@ -62,7 +62,8 @@ def test_reproduce_names_a_cut_table_and_a_broken_config_with_its_row(tmp_path):
     cut = report_copy(tmp_path)
     curves = cut / "tables" / "curves.csv"
     text = curves.read_text()
-    curves.write_text(text[: len(text) // 2] + '"x')  # an open quote: pandas' "EOF inside string"
+    # cut at a line's end, then an open quote: a field that starts quoted never ends ("EOF inside string")
+    curves.write_text(text[: text.index("\n", len(text) // 2) + 1] + '"x')
     line = one_line_error(bench_cli("reproduce", str(cut), cwd=tmp_path))
     assert line.startswith(f"error: {curves}: not a readable report table (") and "EOF inside string" in line, line
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_computed_metric_names_a_function_that_exists():
     from bench.metrics.evaluate import scorer
 
-    assert [m.name for m in results.computed()] == ["fid", "kid", "prdc", "is", "authpct"]
+    assert [m.name for m in results.computed()] == ["fid", "kid", "prdc", "is", "authpct", "memorization"]
     for metric in results.computed():
         assert callable(scorer(metric.name)), metric.name
 
@@ -93,7 +93,7 @@ def test_result_names_are_written_in_the_registry_and_the_records_contract_only(
     # a key only where it is computed (kid_mean, fid_a2b, ...; intra-FID's own path), where a stream is named
     # after it, and where the translation section composes the per-direction names
     writers = {"bench/metrics/evaluate.py", "bench/metrics/translation.py", "bench/metrics/authenticity.py",
-               "bench/metrics/leak.py",
+               "bench/metrics/leak.py", "bench/metrics/memorization.py",
                "bench/evaluation.py", "bench/streams.py", "bench/report/translation.py"}
     assert {k: v for k, v in found.items() if k not in writers} == {}
     records = (ROOT / "docs" / "records.md").read_text(encoding="utf-8")

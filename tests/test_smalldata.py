@@ -1,7 +1,6 @@
 """Small data: DiffAugment, LeCam and consistency regularisation as hyperparameters of every adversarial method,
 applied by the shared step (bench/methods/adversarial.py) and checked against hand computations."""
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from bench.methods.diffaugment import OPS, color, cutout, diffaugment, parse_pol
 from bench.methods.lecam import LeCam
 from bench.train import Trainer
 from tests.conftest import bench_cli
-from tests.support import RecordingTracker, logged_losses, make_trial, random_data
+from tests.support import RecordingTracker, logged_losses, make_trial, photo_folder, random_data
 
 CPU = torch.device("cpu")
 ADVERSARIAL = ["dcgan", "lsgan", "wgan", "wgan-gp", "vanilla", "sngan", "cdcgan", "acgan", "wgan-gp-acgan"]
@@ -325,22 +324,6 @@ def test_every_adversarial_method_without_a_wasserstein_critic_trains_with_ada_a
     last = tracker.metrics[-1][1]
     assert 0 < last["ada_p"] <= 1 and -1 <= last["ada_rt"] <= 1
     assert all(v == v and abs(v) < float("inf") for v in last.values())
-
-
-def photo_folder(folder: Path, n: int = 100) -> Path:
-    """n 48 px crops of the two photographs scikit-learn ships (a temple in China, a flower), as PNG files."""
-    import numpy as np
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    photos = load_sample_images().images
-    for i in range(n):
-        photo = photos[i % 2]
-        top, left = rng.integers(0, photo.shape[0] - 96), rng.integers(0, photo.shape[1] - 96)
-        Image.fromarray(photo[top:top + 96, left:left + 96]).resize((48, 48)).save(folder / f"{i:03d}.png")
-    return folder
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ class EvalResult:
     protocol: dict[str, str]  # n_real, n_fake, reference, resolution, mode, weights_sha256, feature_dim, ...
     warnings: list[str] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> reason
+    images: dict[str, Any] = field(default_factory=dict)  # artifact path -> (N, C, H, W) in [-1, 1], a PNG grid
 
 
 @dataclass
@@ -46,6 +47,16 @@ class Scoring:
     values: dict[str, float] = field(default_factory=dict)
     protocol: dict[str, str] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    # for the memorisation check: the generated images as pixel vectors (bench.metrics.memorization.pixel_vectors),
+    # and the training split's and a held-out split's statistics (with features) and pixels; None where not loaded
+    fake_pixels: Any = None
+    train: Any = None
+    train_pixels: Any = None
+    heldout: Any = None
+    heldout_pixels: Any = None
+    why_no_train: str = ""
+    why_no_heldout: str = ""
+    images: dict[str, Any] = field(default_factory=dict)  # artifact path -> images, as EvalResult.images
 
 
 # (phase, images done, images in all) -> None: "reference statistics" or "generated images"

@@ -1,5 +1,6 @@
 """`bench fid REFERENCE EVALUATED`: FID (and KID, PRDC, AuthPct, IS: bench/results.py) between two image sources,
-with the protocol.
+with the protocol; `bench memorization GENERATED TRAIN [--test TEST]`: did the generator copy its training set
+(bench/metrics/memorization.py)?
 
 Each side is an image folder, a registered dataset (`digits`, `mnist:test`), a `.npz` of statistics (reference
 side only) or `runs:<trial-key>` (evaluated side only: samples from the trial's latest checkpoint).
@@ -8,6 +9,7 @@ side only) or `runs:<trial-key>` (evaluated side only: samples from the trial's 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,3 +195,145 @@ def _print(result, json_out: bool) -> None:
     for name, reason in result.unavailable.items():
         typer.echo(f"{name:<10} unavailable: {reason}")
     typer.echo("protocol   " + " ".join(f"{k}={v}" for k, v in result.protocol.items()))
+
+
+def _images(side: Side, n: int | None, resolution: int, data_root: Path | None, sample=None,
+            seed: int = 0) -> tuple[Iterator, int]:
+    """(uint8 image batches, how many) of one side: a folder's files (unreadable ones skipped and logged), a
+    dataset's split, or `n` samples of a trial."""
+    # loaded when images are compared, not for every `bench` command
+    from bench.data import load_dataset
+    from bench.metrics.features import file_batches, sampler_batches, tensor_batches
+    from bench.metrics.reference import folder_files, subset_indices
+
+    if side.kind == "folder":
+        files = folder_files(Path(side.value), n)
+        return file_batches(files, 50), len(files)
+    if side.kind == "run":
+        import torch
+
+        rng = torch.Generator().manual_seed(seed)
+        return sampler_batches(lambda k: sample(k, rng), n, 50), n
+    images = load_dataset(side.value, resolution, side.split or "train", data_root).images
+    idx = subset_indices(len(images), n)
+    chosen = images if idx is None else images[idx]
+    return tensor_batches(chosen, 50), len(chosen)
+
+
+def memorization_command(
+    generated: str = typer.Argument(..., help="generated images: folder, dataset[:split] or runs:<trial-key>"),
+    train: str = typer.Argument(..., help="the training images: folder or dataset[:split]"),
+    test: str | None = typer.Option(None, help="held-out real images of the same kind (folder or dataset:split); "
+                                               "default for a dataset: its test split"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    pairs: Path | None = typer.Option(None, help="write the closest generated/training pairs as a PNG grid"),
+    n: int | None = typer.Option(None, help="generated images (default: all; for runs: the trial's eval.n_fake)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+    data_root: Path | None = typer.Option(None, help="root of on-disk datasets (default: $BENCH_DATA or ./data)"),
+    resolution: int | None = typer.Option(None, help="resolution datasets are loaded at (default: the trial's, a "
+                                                     "folder's, else 32)"),
+    seed: int = typer.Option(0, help="seed of the latents for runs:<key>"),
+) -> None:
+    """Did a generator copy its training set? Distances to the nearest training image in Inception and pixel space
+    against held-out images', the C_T data-copying test, AuthPct, and a verdict: copies, novel or uncertain."""
+    import numpy as np
+
+    # loaded when images are compared, not for every `bench` command
+    from bench.metrics import memorization as mem
+    from bench.metrics.features import FeatureExtractor
+    from bench.metrics.inception import load_feature_network
+
+    gen, ref = parse_side(generated), parse_side(train)
+    if ref.kind in ("run", "stats"):
+        raise BenchError(f"'{train}': the training images are a folder or a dataset[:split]")
+    if gen.kind == "stats":
+        raise BenchError(f"'{generated}': statistics files hold no images; give a folder, a dataset or runs:<key>")
+    held = parse_side(test) if test is not None else None
+    if held is None and ref.kind == "dataset" and (ref.split or "train") != "test":
+        held = Side("dataset", ref.value, "test")
+    if held is not None and held.kind not in ("folder", "dataset"):
+        raise BenchError(f"--test {test}: the held-out images are a folder or a dataset:split")
+    if n is not None and n < 2:
+        raise BenchError(f"--n {n}: compare at least 2 generated images")
+    dev = resolve(device)
+    sample, trial = None, {}
+    if gen.kind == "run":
+        from bench.checkpoint import load_sampler  # a trial's generator: loaded only for runs:<key>
+
+        sample, trial = load_sampler(gen.value, device=dev)
+        n = n or trial.get("eval", {}).get("n_fake", 2048)
+    res = resolution or trial.get("resolution") or next(
+        (_folder_resolution(s.value) for s in (gen, ref, held) if s is not None and s.kind == "folder"), 32)
+    net, weights_sha = load_feature_network(dev)
+    extract = FeatureExtractor(net, "clean", dev)
+    progress = _progress()
+    sides = {"generated": (gen, n), "train": (ref, None), **({"test": (held, None)} if held else {})}
+    feats, pixels, counts = {}, {}, {}
+    for name, (side, count) in sides.items():
+        collected: list = []
+
+        def keep(batches, into=collected):
+            for batch in batches:
+                into.append(mem.pixel_vectors(batch))
+                yield batch
+
+        try:
+            batches, total = _images(side, count, res, data_root, sample, seed)
+            phase = None if progress is None else (lambda done, p=name, t=total: progress(f"{p} images", done, t))
+            feats[name] = extract(keep(batches), phase).feats
+        except BenchError as err:
+            raise BenchError(f"{name} images ({side.value}): {err}") from None
+        pixels[name] = np.concatenate(collected)
+        counts[name] = len(pixels[name])
+    if counts["train"] < 2 or counts["generated"] < 2:
+        raise BenchError("compare at least 2 generated and 2 training images")
+    result = mem.memorization(feats["train"], feats["generated"], pixels["train"], pixels["generated"],
+                              feats.get("test"), pixels.get("test"))
+    if pairs is not None:
+        _write_pairs(result, pixels, pairs)
+    protocol = {"n_generated": counts["generated"], "n_train": counts["train"], "n_test": counts.get("test", 0),
+                "features": "inception", "weights_sha256": weights_sha, "pixels": f"{mem.PIXELS}x{mem.PIXELS} rgb",
+                "pca_dim": mem.PCA_DIM, "min_per_cell": mem.MIN_PER_CELL, "copies_below": mem.COPIES,
+                "novel_above": mem.NOVEL, "resolution": res,
+                "generated": generated, "train": train, "test": test or (f"{held.value}:test" if held else "")}
+    _print_memorization(result, protocol, json_out)
+
+
+def _write_pairs(result, pixels: dict, out: Path) -> None:
+    """Two rows: the generated images nearest to a training image (top) and those training images (below)."""
+    from bench.tracking import png_grid  # with the command
+
+    images = result.pairs(pixels["generated"], pixels["train"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(png_grid(images, nrow=len(images) // 2))
+
+
+def _space_json(space) -> dict[str, Any]:
+    return {"median_ratio": space.ratio, "generated_median": space.generated_median,
+            "heldout_median": space.heldout_median, "ct": space.ct, "cells": space.cells,
+            "cells_used": space.cells_used, **({"no_ct": space.why_no_ct} if space.why_no_ct else {})}
+
+
+def _print_memorization(result, protocol: dict, json_out: bool) -> None:
+    if json_out:
+        typer.echo(json.dumps({"verdict": result.verdict, "inception": _space_json(result.features),
+                               "pixels": _space_json(result.pixels), "authpct": result.authpct,
+                               "closest": [{"generated": g, "train": t, "distance": d}
+                                           for g, t, d in result.closest()],
+                               "protocol": protocol}, indent=2))
+        return
+    spaces = (("Inception", result.features), ("pixels", result.pixels))
+    why = {"copies": "generated images sit closer to training images than held-out images do",
+           "novel": "generated images sit as close to the training set as held-out images, or farther",
+           "uncertain": "between the two thresholds" if all(s.ct is not None for _, s in spaces) else
+                        "C_T could not be computed (see below)"}[result.verdict]
+    typer.echo(f"verdict    {result.verdict}: {why}")
+    cts = ", ".join(f"{s.ct:.2f} {name} ({s.cells_used} of {s.cells} cells)" if s.ct is not None else
+                    f"- {name} ({s.why_no_ct})" for name, s in spaces)
+    typer.echo(f"C_T        {cts}; below {protocol['copies_below']:g} is copying, near 0 or above is not")
+    ratios = ", ".join(f"{s.ratio:.3f} {name}" if s.ratio is not None else f"- {name}" for name, s in spaces)
+    typer.echo(f"nn_ratio   {ratios} (median distance to the nearest training image, generated / held-out)")
+    if result.authpct is not None:
+        typer.echo(f"authpct    {result.authpct:.1f} (% of generated images farther from the training set than "
+                   "its images are from each other)")
+    typer.echo("protocol   " + " ".join(f"{k}={v}" for k, v in protocol.items()))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,8 +24,9 @@ from bench.metrics.frechet import covariance_factor, frechet_distance, gaussian_
 from bench.metrics.inception import FEATURE_DIM, load_feature_network
 from bench.metrics.inception_score import SPLITS, UNAVAILABLE, InceptionClassifier, inception_score
 from bench.metrics.kid import SUBSETS, kernel_inception_distance
+from bench.metrics.memorization import pixel_vectors
 from bench.metrics.prdc import DC_K, PR_K, prdc
-from bench.metrics.reference import describe, folder_files, reference_stats, resolution_tag
+from bench.metrics.reference import describe, folder_files, reference_images, reference_stats, resolution_tag
 from bench.results import METRICS, SELECT, computed
 
 
@@ -47,14 +48,16 @@ def scorer(name: str) -> Callable[[Scoring], None]:
 def evaluate_generator(sample: Callable[[int], torch.Tensor], n_fake: int, reference: Reference,
                        metrics: Sequence[str] = ("fid",), mode: str = "clean", device="cpu", batch_size: int = 50,
                        cache_dir: Path | None = None, inception_weights: Path | None = None,
-                       progress: ProgressCallback | None = None, selection: Reference | None = None) -> EvalResult:
+                       progress: ProgressCallback | None = None, selection: Reference | None = None,
+                       memorized: tuple[Reference, Reference] | None = None) -> EvalResult:
     """Metrics of `n_fake` images from `sample(k)` ((k, C, H, W) in [-1, 1]; the caller seeds it) vs `reference`;
     with `selection`, also `fid_select`: the same images' FID against that other reference (the split that picks a
-    trial's best step, eval.select_split)."""
+    trial's best step, eval.select_split); `memorized`: (the training split, the held-out split) of the
+    memorisation check."""
     if n_fake < 2:
         raise BenchError(f"n_fake={n_fake}: FID needs at least 2 generated images")
     return _evaluate(lambda: sampler_batches(sample, n_fake, batch_size), n_fake, reference, metrics, mode, device,
-                     batch_size, cache_dir, inception_weights, progress, selection)
+                     batch_size, cache_dir, inception_weights, progress, selection, memorized)
 
 
 def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Sequence[str] = ("fid",),
@@ -78,7 +81,8 @@ def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Se
 def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, reference: Reference,
               metrics: Sequence[str], mode: str, device, batch_size: int, cache_dir: Path | None,
               inception_weights: Path | None, progress: ProgressCallback | None,
-              selection: Reference | None = None) -> EvalResult:
+              selection: Reference | None = None,
+              memorized: tuple[Reference, Reference] | None = None) -> EvalResult:
     metrics, mode, device = check_metrics(metrics), check_mode(mode), torch.device(device)
     if batch_size < 1:
         raise BenchError(f"batch size {batch_size}: must be at least 1")
@@ -90,7 +94,10 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
     if "is" in metrics and inception_weights is not None:
         classifier = InceptionClassifier(inception_weights, device)
     need_feats = any(METRICS[m].features for m in metrics)
-    fake = FeatureExtractor(net, mode, device, classifier)(batches(), _phase(progress, "generated images", total))
+    need_pixels = any(METRICS[m].pixels for m in metrics)
+    fake_pixels: list[np.ndarray] = []
+    source = _keeping_pixels(batches(), fake_pixels) if need_pixels else batches()
+    fake = FeatureExtractor(net, mode, device, classifier)(source, _phase(progress, "generated images", total))
     if len(fake) < 2:
         raise BenchError(f"only {len(fake)} evaluated image could be read: FID needs at least 2 per side")
     ref, _, warnings = reference_stats(reference, mode, FeatureExtractor(net, mode, device), weights_sha,
@@ -104,6 +111,10 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
             warnings.append(f"{name}={count} < {RELIABLE_N}: FID is biased upward at this n; compare FIDs only at "
                             "equal n_real and n_fake, and prefer KID (unbiased at any n)")
     scoring = Scoring(ref, fake, classifier, protocol=protocol)
+    if need_pixels:
+        scoring.fake_pixels = np.concatenate(fake_pixels)
+        _memorized_splits(scoring, memorized, mode, FeatureExtractor(net, mode, device), weights_sha, batch_size,
+                          cache_dir, progress)
     for name in metrics:
         scorer(name)(scoring)
     if selection is not None:  # the same generated features against the split that picks the best step
@@ -112,7 +123,38 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
         scoring.values[SELECT] = fid_against(chosen, fake)
         protocol.update(select_reference=describe(selection), select_n_real=str(chosen.meta.get("n", "unknown")))
         warnings += [w for w in more if w not in warnings]
-    return EvalResult(scoring.values, protocol, warnings, scoring.unavailable)
+    return EvalResult(scoring.values, protocol, warnings, scoring.unavailable, scoring.images)
+
+
+def _keeping_pixels(batches: Iterable[torch.Tensor], into: list) -> Iterator[torch.Tensor]:
+    """The batches as they are, each one's pixel vectors (bench.metrics.memorization) kept on the way."""
+    for batch in batches:
+        into.append(pixel_vectors(batch))
+        yield batch
+
+
+def _memorized_splits(s: Scoring, splits: tuple[Reference, Reference] | None, mode: str, extractor,
+                      weights_sha: str, batch_size: int, cache_dir: Path | None, progress) -> None:
+    """The training and held-out splits' statistics (with features, cached) and pixels, into `s`; one that cannot
+    be had is left None, with the reason."""
+    if splits is None:
+        s.why_no_train = s.why_no_heldout = "no training and held-out splits were given"
+        return
+    for name, split in zip(("train", "heldout"), splits, strict=True):
+        try:
+            stats = reference_stats(split, mode, extractor, weights_sha, batch_size, cache_dir, True,
+                                    progress=progress)[0]
+            setattr(s, name, stats)
+            setattr(s, f"{name}_pixels", _pixels(split, batch_size))
+            s.protocol[f"memorization_{name}"] = describe(split)
+        except BenchError as err:  # e.g. a dataset without a test split
+            setattr(s, name, None)
+            setattr(s, f"why_no_{name}", str(err))
+
+
+def _pixels(reference: Reference, batch_size: int) -> np.ndarray:
+    batches, _ = reference_images(reference, batch_size)
+    return np.concatenate([pixel_vectors(b) for b in batches])
 
 
 def evaluate_per_class(sample: Callable[[int, int], torch.Tensor], n_per_class: int, reference: Reference,

@@ -11,6 +11,7 @@ A subset (`n`) is the first n after a shuffle seeded with 0, so it is the same s
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -122,12 +123,8 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
         fields["domain"] = reference.domain
     if kind(reference) == "folder":
         folder = Path(reference.dataset.split(":", 1)[1])
-        files = folder_files(folder, reference.n)
-        fields["fingerprint"] = _fingerprint(files)  # edited folders are a miss
+        fields["fingerprint"] = _fingerprint(folder_files(folder, reference.n))  # edited folders are a miss
         label = f"folder_{folder.resolve().name}-{reference.n or 'all'}-{mode}"
-
-        def compute() -> ReferenceStats:
-            return _stats(extractor(file_batches(files, batch_size), _phase(progress, len(files))), meta)
     else:
         label = f"{reference.dataset}-{reference.split}-{reference.resolution}px-{reference.n or 'all'}-{mode}"
         if reference.label is not None:
@@ -135,17 +132,9 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
         if reference.domain is not None:
             label += f"-{reference.domain}"
 
-        def compute() -> ReferenceStats:
-            data = load_dataset(reference.dataset, reference.resolution, reference.split, reference.data_root,
-                                **reference.options)
-            images = data.domain(reference.domain or "b") if hasattr(data, "domain") else data.images
-            if reference.label is not None:
-                if data.labels is None:
-                    raise BenchError(f"{describe(reference)}: the dataset has no labels")
-                images = images[data.labels == reference.label]
-            idx = subset_indices(len(images), reference.n)
-            chosen = images if idx is None else images[idx]
-            return _stats(extractor(tensor_batches(chosen, batch_size), _phase(progress, len(chosen))), meta)
+    def compute() -> ReferenceStats:
+        batches, total = reference_images(reference, batch_size)
+        return _stats(extractor(batches, _phase(progress, total)), meta)
 
     path = stats_path(cache_dir, fields, label)
     stats, hit = cached_stats(path, compute, need_feats, use_cache)
@@ -154,6 +143,23 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
         warnings.append(f"n_real={reference.n} asked, but {describe(reference)} has {stats.meta['n']} images: "
                         "using all of them")
     return stats, hit, warnings
+
+
+def reference_images(reference: Reference, batch_size: int = 50) -> tuple[Iterator[torch.Tensor], int]:
+    """(uint8 batches, how many) of a dataset or folder reference: the images its statistics are made of."""
+    if kind(reference) == "folder":
+        files = folder_files(Path(reference.dataset.split(":", 1)[1]), reference.n)
+        return file_batches(files, batch_size), len(files)
+    data = load_dataset(reference.dataset, reference.resolution, reference.split, reference.data_root,
+                        **reference.options)
+    images = data.domain(reference.domain or "b") if hasattr(data, "domain") else data.images
+    if reference.label is not None:
+        if data.labels is None:
+            raise BenchError(f"{describe(reference)}: the dataset has no labels")
+        images = images[data.labels == reference.label]
+    idx = subset_indices(len(images), reference.n)
+    chosen = images if idx is None else images[idx]
+    return tensor_batches(chosen, batch_size), len(chosen)
 
 
 def _phase(progress: ProgressCallback | None, total: int):

@@ -249,6 +249,9 @@ def _figures(records, tidy, curves, trials, everything, final, budget, out: Path
         for dataset in datasets:
             if ((seeded["dataset"] == dataset) & (seeded["outcome"] == "finished")).any():
                 figures.append(plots.sample_grids(everything, dataset, fetch, out))
+            copying = results.METRICS["memorization"].summaries[0]  # a final C_T: the check ran
+            if copying in seeded and (seeded[copying].notna() & (seeded["dataset"] == dataset)).any():
+                figures.append(plots.closest_pairs(everything, dataset, fetch, out))
     if len(budget):
         figures.append(plots.budget_plot(budget, out))
     return figures
@@ -279,7 +282,8 @@ def _page(suite, trials, displays, figures, csv_names) -> list[render.Block]:
     sections = [("Final FID", ["headline"], [f"{HEADLINE}_per_seed"]),
                 ("Is the difference real?", ["significance"], []),
                 ("Best FID over training", ["best"], ["fid_vs_step"]),
-                *((m.section or m.title, [m.name], []) for m in results.tabled() if m is not results.FID),
+                *((m.section or m.title, [m.name], sorted(k for k in by_file if k.startswith(f"{m.name}_")))
+                  for m in results.tabled() if m is not results.FID),
                 ("Translation: between doing nothing and real against real", ["translation", "baselines",
                                                                                  "paired"], ["translation_fid"]),
                 ("Training curves", [], sorted(k for k in by_file if k.startswith(("losses_", "ada_p_")))),

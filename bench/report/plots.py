@@ -170,24 +170,22 @@ def fid_per_seed(trials: pd.DataFrame, summary: pd.DataFrame, out: Path) -> Figu
     return Figure(file, "Final FID per seed", caption)
 
 
-def sample_grids(trials: pd.DataFrame, dataset: str, fetch: Callable[[str, str], Path | None],
-                 out: Path) -> Figure:
-    """samples/final.png of each method side by side (its lowest finished seed); training draws every grid of
-    a (suite, dataset) from the same latent batch, so the grids compare by eye."""
+def _artifact_grids(trials: pd.DataFrame, dataset: str, fetch: Callable[[str, str], Path | None], artifact: str,
+                    file: str, out: Path, width: float = 2.8, height: float = 3.0) -> pd.DataFrame:
+    """One artifact image per method side by side (its lowest finished seed) into `file`; the trials shown."""
     part = trials[(trials["dataset"] == dataset) & trials["study"].isna() & (trials["outcome"] == "finished")]
     shown = []
     for name in sorted(part["row"].unique()):
         run = part[part["row"] == name].sort_values(["seed", "run_id"], kind="stable").iloc[0]
-        path = fetch(run["run_id"], "samples/final.png")
+        path = fetch(run["run_id"], artifact)
         image = np.asarray(Image.open(path).convert("RGB")) if path else None
         shown.append((name, run["seed"], image))
     ncols = min(5, max(1, len(shown)))
     nrows = max(1, -(-len(shown) // ncols))
-    file = f"figures/samples_{slug(dataset)}.png"
-    with canvas(ncols, nrows, 2.8, 3.0) as (fig, axes):
+    with canvas(ncols, nrows, width, height) as (fig, axes):
         for ax, (name, seed, image) in zip(axes.flat, shown, strict=False):
             if image is None:
-                ax.text(0.5, 0.5, "no samples/final.png", ha="center", va="center", transform=ax.transAxes)
+                ax.text(0.5, 0.5, f"no {artifact}", ha="center", va="center", transform=ax.transAxes)
             else:
                 ax.imshow(image, interpolation="nearest")
             ax.set_title(f"{name}\nseed {seed}", fontsize=9)
@@ -197,7 +195,15 @@ def sample_grids(trials: pd.DataFrame, dataset: str, fetch: Callable[[str, str],
         for ax in axes.flat[len(shown):]:
             ax.set_visible(False)
         save(fig, out / file)
+    return part
 
+
+def sample_grids(trials: pd.DataFrame, dataset: str, fetch: Callable[[str, str], Path | None],
+                 out: Path) -> Figure:
+    """samples/final.png of each method side by side (its lowest finished seed); training draws every grid of
+    a (suite, dataset) from the same latent batch, so the grids compare by eye."""
+    file = f"figures/samples_{slug(dataset)}.png"
+    part = _artifact_grids(trials, dataset, fetch, "samples/final.png", file, out)
     caption = (f"Final samples on {dataset}, one grid per method (from its lowest finished seed). Every grid "
                f"comes from the same latent batch, fixed per (suite, dataset), so the grids compare by eye. "
                "Conditional methods show one row per class (the same 8 latents in every row: a row differs from "
@@ -207,6 +213,19 @@ def sample_grids(trials: pd.DataFrame, dataset: str, fetch: Callable[[str, str],
                    "same fixed test inputs, so the grids compare by eye: CycleGAN rows are input, translation, "
                    "reconstruction for A→B, then the same for B→A; Pix2Pix rows are input, output, target.")
     return Figure(file, f"Samples on {dataset}", caption)
+
+
+def closest_pairs(trials: pd.DataFrame, dataset: str, fetch: Callable[[str, str], Path | None],
+                  out: Path) -> Figure:
+    """memorization/closest.png of each method (its lowest finished seed): the generated images nearest to a
+    training image, above those training images."""
+    file = f"figures/memorization_{slug(dataset)}.png"
+    _artifact_grids(trials, dataset, fetch, "memorization/closest.png", file, out, width=4.0, height=1.6)
+    return Figure(file, f"Closest to the training set on {dataset}",
+                  f"For each method (its lowest finished seed, last evaluation): the 8 generated images nearest to a "
+                  f"training image on {dataset} (top row) above those training images (bottom row), in the space "
+                  "whose C_T is lower (Inception or pixels), at 32x32. Copies look like their partners; new "
+                  "images only resemble them.")
 
 
 def budget_plot(budget: pd.DataFrame, out: Path) -> Figure:
