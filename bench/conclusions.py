@@ -74,18 +74,18 @@ def check_seeds(target: str, only: list[str], device: str | None, data_root: Pat
     if not records:
         raise BenchError(f"{target}: no finished seeded trial of the report's FID tables matches "
                          f"{' '.join(only) or 'anything'}")
-    cells = sorted({(rows[r.trial.key], r.trial.dataset.name) for r in records})
+    cells = sorted({(rows[r.trial.key], r.trial.dataset.label) for r in records})
     say(f"bench reproduce {target} --seeds: re-training {len(records)} trials of {len(cells)} cells to the end")
 
     console, found, identical = Console(), [], 0
     for i, record in enumerate(records, 1):
         t = record.trial
-        entry = {"row": rows[t.key], "label": t.label, "dataset": t.dataset.name, "seed": t.seed,
+        entry = {"row": rows[t.key], "label": t.label, "dataset": t.dataset.label, "seed": t.seed,
                  "study": math.nan, "outcome": "finished"}
         try:
             losses, metrics, used = retrain(record, None, device, data_root, console, position=f"[{i}/{len(records)}] ")
         except TrialDiverged as diverged:
-            say(f"{t.key} {t.label} {t.dataset.name} seed={t.seed}: FAILED here ({diverged}); it leaves its cell")
+            say(f"{t.key} {t.label} {t.dataset.label} seed={t.seed}: FAILED here ({diverged}); it leaves its cell")
             found.append({**entry, "outcome": "failed"})
             continue
         same, line = verdict(record, losses, metrics, used, 0.0)
@@ -128,7 +128,7 @@ def check_seeds(target: str, only: list[str], device: str | None, data_root: Pat
     summary = tables.cell_summaries(here, HEADLINE)
     test = tables.suite_test(trials_csv) if "report.test" in trials_csv else "mannwhitney"
     for dataset in sorted({d for _, d in cells}):
-        retrained = sum(r.trial.dataset.name == dataset for r in records)
+        retrained = sum(r.trial.dataset.label == dataset for r in records)
         finished = int((study["dataset"] == dataset).sum())
         if retrained != finished:
             say(f"best on {dataset}: not checked ({retrained} of its {finished} finished trials re-trained; the "

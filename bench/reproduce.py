@@ -269,7 +269,7 @@ def verdict(record: Record, here_losses: dict[int, dict[str, float]], here_metri
             used: torch.device, tolerance: float) -> tuple[bool, str]:
     """(identical?, the trial's one line): `identical (N steps, ...)`, or where it parts and which numerics differ."""
     t = record.trial
-    name = f"{t.key} {t.label} {t.dataset.name} seed={t.seed}"
+    name = f"{t.key} {t.label} {t.dataset.label} seed={t.seed}"
     trained = max(here_losses, default=0)
     parted = compare(record, here_losses, here_metrics, tolerance)
     if parted is None:

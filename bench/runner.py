@@ -75,7 +75,7 @@ class TrialJob:
     @property
     def name(self) -> str:
         t = self.trial
-        return f"{self.prefix} {t.key} {t.label} {t.dataset.name} seed={t.seed}".strip()
+        return f"{self.prefix} {t.key} {t.label} {t.dataset.label} seed={t.seed}".strip()
 
     @property
     def cpus(self) -> int:
@@ -126,7 +126,7 @@ def run_trials(trials: list[Trial], options: RunOptions, say: Callable[[str], No
             pending.append(trial_dir(job.trial, options.runs_root))
         if outcome.status in ("failed", "skipped_failed"):
             t = job.trial
-            failed.append(f"{t.key} {t.label} {t.dataset.name} seed={t.seed}: {outcome.summary}")
+            failed.append(f"{t.key} {t.label} {t.dataset.label} seed={t.seed}: {outcome.summary}")
 
     jobs = []
     for i, trial in enumerate(trials, 1):  # what is done is told here, not sent to a worker (nor counted running)

@@ -55,10 +55,25 @@ class MethodSpec(Strict):
         return name
 
 
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_compact(v)}" for k, v in sorted(value.items())) + "}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 class DatasetSpec(Strict):
     name: str
     split: str = "train"
     options: dict[str, Any] = Field(default_factory=dict, description="source settings, e.g. path for `folder`")
+
+    @property
+    def label(self) -> str:
+        """What records and reports call it: the name, and whatever else decides its images, so that two entries of
+        one source (two folders, all the digits and a subset of them) never share a report's row or cell:
+        `digits`, `digits[subset=0.1]`, `folder[path=photos]`."""
+        parts = ([f"split={self.split}"] if self.split != "train" else []) + [
+            f"{k}={_compact(v)}" for k, v in sorted(self.options.items())]
+        return f"{self.name}[{','.join(parts)}]" if parts else self.name
 
     @field_validator("name")
     @classmethod

@@ -47,7 +47,7 @@ def run_trial(trial: Trial, options: RunOptions, data: DataCache | None = None, 
     console = console or Console(live=False)
     say = say or console.say
     data = data or DataCache(options.data_root)
-    name = f"{prefix} {trial.key} {trial.label} {trial.dataset.name} seed={trial.seed}".strip()
+    name = f"{prefix} {trial.key} {trial.label} {trial.dataset.label} seed={trial.seed}".strip()
     folder = trial_dir(trial, options.runs_root)
     status = trial_status(trial, options.runs_root)
     if (skipped := skip(status, options, name, say)) is not None:
@@ -64,7 +64,7 @@ def run_trial(trial: Trial, options: RunOptions, data: DataCache | None = None, 
         device = devices.resolve(options.device or trial.device)
         resuming = (folder / CHECKPOINT_NAME).exists()  # interrupted, or failed and retried
         say(f"{name}: {'resuming' if resuming else 'training'} on {device}")
-        short = f"{prefix} {trial.label} {trial.dataset.name} s{trial.seed}".strip()
+        short = f"{prefix} {trial.label} {trial.dataset.label} s{trial.seed}".strip()
         # translation trials see held-out inputs in their grids and evaluations (the reference split's pairs)
         held_out = data.get(trial, trial.eval.reference_split) if _translates(trial) else None
         if trial.log.heldout_scores:  # real images D never trains on, for its train/held-out output gap
@@ -116,7 +116,7 @@ def _train(trial: Trial, data, device: torch.device, folder: Path, options: RunO
         where = (f"stopped and checkpointed at step {step}" if step is not None and step == kept else
                  f"stopped; its last checkpoint (step {kept}) is kept" if kept else "stopped before its first "
                  "checkpoint")
-        raise Interrupted(f"interrupted: {trial.label} on {trial.dataset.name} (trial {trial.key}) {where}; "
+        raise Interrupted(f"interrupted: {trial.label} on {trial.dataset.label} (trial {trial.key}) {where}; "
                           "finished trials are kept; rerun the same command to resume") from None
     except TrialDiverged as failure:
         return _failed(trial, folder, recorder, failure.reason, failure.step)
@@ -182,7 +182,7 @@ def _finish(recorder, status: str, tags: dict[str, Any]) -> str | None:
 
 def _trial_tags(trial: Trial, options: RunOptions) -> dict[str, str]:
     return {"bench.suite": trial.suite, "bench.trial_key": trial.key, "bench.method": trial.method,
-            "bench.label": trial.label, "bench.dataset": trial.dataset.name, "bench.seed": str(trial.seed),
+            "bench.label": trial.label, "bench.dataset": trial.dataset.label, "bench.seed": str(trial.seed),
             "bench.status": "running", "bench.task": "translation" if _translates(trial) else "generation",
             # the whole config, so `bench reproduce` can re-train the trial from the record alone
             "bench.config": json.dumps(trial.model_dump(mode="json"), sort_keys=True, separators=(",", ":")),
@@ -192,7 +192,7 @@ def _trial_tags(trial: Trial, options: RunOptions) -> dict[str, str]:
 def _recorder(trial: Trial, folder: Path, options: RunOptions, device: str) -> TrialRecorder:
     """The trial's MLflow run, opened (re-opened when it has one) with its tags; a new one gets its params and
     config."""
-    name = f"{trial.label}-{trial.dataset.name}-s{trial.seed}-{trial.key}"
+    name = f"{trial.label}-{trial.dataset.label}-s{trial.seed}-{trial.key}"
     recorder = TrialRecorder(options.tracking_uri, trial.suite, folder, name, _trial_tags(trial, options))
     if not recorder.resumed:
         hidden = {"key", "suite", "method", "label", "dataset", "seed"}

@@ -58,6 +58,20 @@ def test_a_shipped_dataset_holds_out_validation_from_train_and_keeps_its_own_tes
     assert len(torch.unique(joined, dim=0)) == len(torch.unique(plain_train.images.flatten(1), dim=0))
 
 
+def test_a_subset_keeps_its_share_of_train_nested_and_leaves_the_held_out_images_alone(tmp_path):
+    """The small-data studies' 10%: a hash of each identity picks it, so 10% lies inside 50%, and a folder's carved
+    test split is the same whatever share of train is kept."""
+    full, half, tenth = (load_dataset("digits", 8, "train", **({"subset": s} if s else {})) for s in (None, 0.5, 0.1))
+    assert 0.08 * len(full) < len(tenth) < 0.14 * len(full) and set(tenth.ids) <= set(half.ids)
+    assert torch.equal(load_dataset("digits", 8, "test", subset=0.1).images, load_dataset("digits", 8, "test").images)
+    folder = digit_folder(tmp_path / "f", [f"{i:03d}" for i in range(200)])
+    test = {share: load_dataset("folder", 16, "test", path=str(folder), holdout={"test": 0.2},
+                                **({"subset": share} if share else {})).ids for share in (None, 0.3)}
+    assert test[None] == test[0.3]
+    train = load_dataset("folder", 16, "train", path=str(folder), holdout={"test": 0.2}, subset=0.3).ids
+    assert not set(train) & set(test[None]) and 25 < len(train) < 75
+
+
 SUITE = """
 name: held
 methods: [{{dcgan: {{width: 8}}}}]
@@ -75,6 +89,7 @@ log: {{every: 5, samples_every: 1000, checkpoint_every: 1000}}
     ("{name: digits, holdout: {test: 0.1}}", "{metrics: []}", "has a test split of its own"),
     ("{name: digits, holdout: {validation: 1.5}}", "{metrics: []}", "holdout.validation is 1.5"),
     ("{name: digits, holdout: {valid: 0.1}}", "{metrics: []}", "holdout is a mapping of validation"),
+    ("{name: digits, subset: 0}", "{metrics: []}", "subset is 0; give the share of the training split"),
     ("digits", "{metrics: [fid], select_split: validation}", "no split 'validation'"),
     ("{name: digits, holdout: {validation: 0.2}}", "{metrics: [fid], reference_split: validation, "
                                                    "select_split: validation}", "also the reference split"),

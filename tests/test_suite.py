@@ -98,8 +98,9 @@ def test_epoch_budget_converts_to_generator_steps(tiny_suite):
     (BASE + "colour: red\n", "colour: unknown key; allowed: name, methods"),
     (BASE.replace("budget: {steps: 10}", "budget: {steps: 10, stesp: 3}"),
      "budget.stesp: unknown key; allowed: steps, epochs"),
-    (BASE.replace("dcgan,", "dcgna,"), "unknown method 'dcgna'; known: acgan, cdcgan, cyclegan, dcgan, infogan, "
-     "lsgan, pix2pix, sngan, sngan-mimicry, sngan-studiogan, stylegan, vanilla, wgan, wgan-gp, wgan-gp-acgan"),
+    (BASE.replace("dcgan,", "dcgna,"), "unknown method 'dcgna'; known: acgan, biggan, biggan-mimicry, "
+     "biggan-studiogan, cdcgan, cyclegan, dcgan, infogan, lsgan, pix2pix, sngan, sngan-mimicry, sngan-studiogan, "
+     "stylegan, vanilla, wgan, wgan-gp, wgan-gp-acgan"),
     (BASE.replace("[digits]", "[digitz]"), "unknown dataset 'digitz'; known:"),
     (BASE.replace("steps: 10", "steps: -10"), "budget.steps: Input should be greater than 0 (got -10)"),
     (BASE.replace("steps: 10", "steps: ten"), "budget.steps: Input should be a valid integer"),
@@ -117,3 +118,22 @@ def test_bad_suites_give_one_line_naming_file_key_and_what_is_allowed(tiny_suite
     assert message in text
     assert text.startswith(str(path))
     assert "\n" not in text
+
+
+def test_two_entries_of_one_source_are_told_apart_in_the_records(tiny_suite):
+    """All the digits and a tenth of them, two folders: the records (and so the report's rows and cells) name each
+    entry with what decides its images, never only by the source's name."""
+    from bench.runs import RunOptions
+    from bench.trial import _trial_tags
+
+    path = tiny_suite("""
+name: two
+methods: [dcgan]
+datasets: [digits, {name: digits, subset: 0.1}, {name: folder, path: a}, {name: folder, path: b, holdout: {test: 0.2}}]
+seeds: 1
+budget: {steps: 2}
+""")
+    labels = [t.dataset.label for t in expand(load_suite(path))]
+    assert labels == ["digits", "digits[subset=0.1]", "folder[path=a]", "folder[holdout={test:0.2},path=b]"]
+    trial = expand(load_suite(path))[1]
+    assert _trial_tags(trial, RunOptions())["bench.dataset"] == "digits[subset=0.1]"

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench.data.holdout import kept, subset_share
 from bench.data.holdout import select as select_held_out
 from bench.data.holdout import shares as parse_shares
 from bench.errors import BenchError
@@ -133,13 +134,15 @@ def load_dataset(name: str, resolution: int, split: str = "train", data_root: Pa
                  **options) -> ImageSet | PairSet:
     """Load a registered dataset at `resolution` (square), images in [-1, 1], on the CPU.
 
-    `options` are the dataset's own settings from the suite (e.g. `path` for `folder`), and `holdout`, the shares
-    of the training split held out as `validation` / `test` (bench/data/holdout.py).
+    `options` are the dataset's own settings from the suite (e.g. `path` for `folder`), `holdout`, the shares
+    of the training split held out as `validation` / `test`, and `subset`, the share of the training split kept
+    (bench/data/holdout.py: both by a hash of each image's identity).
     """
     if name not in DATASETS:
         raise BenchError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
     entry = DATASETS[name]
     holdout = options.pop("holdout", None)
+    subset = subset_share(options.pop("subset", None), name)
     root = Path(data_root) if data_root is not None else default_data_root()
     carved = None
     if holdout is not None:
@@ -154,13 +157,19 @@ def load_dataset(name: str, resolution: int, split: str = "train", data_root: Pa
         if carved is not None:
             raise BenchError(f"dataset '{name}' holds pairs of domains; holdout is for image datasets")
         return PairSet(resize(data.a, resolution), resize(data.b, resolution), data.paired)
-    data = ImageSet(resize(data.images, resolution), data.labels, data.classes, data.ids)
+    ids = data.ids if data.ids is not None or subset is None else [str(i) for i in range(len(data))]
+    data = ImageSet(resize(data.images, resolution), data.labels, data.classes, ids)  # identities kept for subset
     if from_train:
         ids = data.ids if data.ids is not None else [str(i) for i in range(len(data))]
         data = data.subset(select_held_out(ids, carved, split))
         if len(data) == 0:
             raise BenchError(f"dataset '{name}': the {split} split holds no image at these shares; raise holdout."
                              f"{split} or add images")
+    if subset is not None and split == "train":
+        ids = data.ids if data.ids is not None else [str(i) for i in range(len(data))]
+        data = data.subset(kept(ids, subset))
+        if len(data) == 0:
+            raise BenchError(f"dataset '{name}': subset {subset:g} keeps no training image; raise it")
     return data
 
 
@@ -180,7 +189,7 @@ def holdout_shares(value, name: str, entry: DatasetEntry, root: Path, options: d
 def available_splits(name: str, options: dict, data_root: Path | None = None) -> tuple[str, ...]:
     """The splits a dataset entry offers with its options: its own, and those its holdout carves."""
     root = Path(data_root) if data_root is not None else default_data_root()
-    plain = {k: v for k, v in options.items() if k != "holdout"}
+    plain = {k: v for k, v in options.items() if k not in ("holdout", "subset")}
     own = DATASETS[name].splits
     if name == "folder" and not own_test_split(name, root, plain):  # a folder's test split is its test/ subfolder
         own = tuple(s for s in own if s != "test")

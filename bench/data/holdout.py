@@ -9,6 +9,10 @@ validation <= u < validation + test -> `test`, the rest -> `train`. The shares a
 of every trial's key and of the reference statistics' cache key; the splits' sizes are in each evaluation's
 protocol (n_real). A dataset with a test split of its own (digits, mnist, a folder with test/) holds out a
 validation share only: its own test split stays the test split.
+
+`subset: 0.1` keeps that share of the training split (after any holdout, which it leaves alone: a study of 10% of
+the data is evaluated on the same held-out images as one of all of it), by the same kind of hash of each identity,
+salted so that it is independent of the holdout's placement; nested shares nest (0.1 keeps a subset of 0.5's).
 """
 
 from __future__ import annotations
@@ -61,3 +65,20 @@ def assign(identities: list[str], split_shares: dict[str, float]) -> list[str]:
 def select(identities: list[str], split_shares: dict[str, float], split: str) -> torch.Tensor:
     """Indices of the images of `split`."""
     return torch.tensor([i for i, s in enumerate(assign(identities, split_shares)) if s == split], dtype=torch.long)
+
+
+def subset_share(value: Any, name: str) -> float | None:
+    """The validated share of a `subset:` setting (None: the whole training split)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise BenchError(f"dataset '{name}': subset is {value!r}; give the share of the training split to keep, "
+                         "between 0 and 1, e.g. subset: 0.1")
+    return float(value)
+
+
+def kept(identities: list[str], share: float) -> torch.Tensor:
+    """Indices of the images a `subset: share` keeps: those whose identity hashes (salted, so the choice is
+    independent of which images a holdout carved out) below the share."""
+    return torch.tensor([i for i, identity in enumerate(identities) if position(f"subset:{identity}") < share],
+                        dtype=torch.long)
