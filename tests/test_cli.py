@@ -186,9 +186,9 @@ def test_ls_lists_registries_one_line_each(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert done.value.code == 0
     names = [line.split()[0] for line in out.strip().splitlines()]
-    assert names == ["acgan", "cdcgan", "cyclegan", "dcgan", "infogan", "lsgan", "pix2pix", "sngan", "sngan-mimicry",
-                     "sngan-studiogan", "stylegan",
-                     "vanilla", "wgan", "wgan-gp", "wgan-gp-acgan"]
+    assert names == ["acgan", "biggan", "biggan-mimicry", "biggan-studiogan", "cdcgan", "cyclegan", "dcgan", "infogan",
+                     "lsgan", "pix2pix", "sngan", "sngan-mimicry", "sngan-studiogan", "stylegan", "vanilla", "wgan",
+                     "wgan-gp", "wgan-gp-acgan"]
     code, out, err = bench_main(monkeypatch, capsys, "ls", "datasets")
     assert code == 0 and {"digits", "mnist", "fashion-mnist", "cifar10", "folder"} <= {
         line.split()[0] for line in out.strip().splitlines()}

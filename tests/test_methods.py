@@ -26,7 +26,9 @@ def build(method: str, resolution: int = 16, channels: int = 1, n_classes: int =
     return instance
 
 
-GENERATORS = sorted(name for name, cls in METHODS.items() if cls.task == "generation")  # translation: its own tests
+# translation: its own tests; BigGAN's optimiser presets train its networks as `biggan` does (tests/test_resnet.py)
+GENERATORS = sorted(name for name, cls in METHODS.items() if cls.task == "generation"
+                    and name not in ("biggan-mimicry", "biggan-studiogan"))
 
 
 @pytest.mark.parametrize("method", GENERATORS)
@@ -42,7 +44,7 @@ def test_method_trains_with_finite_losses_and_right_shapes(method, resolution, c
         losses = {k: v for k, v in m.items() if k.startswith("loss_")}
         assert {"loss_d", "loss_g"} <= set(losses) and all(math.isfinite(v) for v in losses.values())
     grid = tracker.images["samples/final.png"]
-    rows = {"acgan": 4, "cdcgan": 4, "wgan-gp-acgan": 4, "infogan": 10}.get(method, 8)  # a row per class / code
+    rows = 10 if method == "infogan" else 4 if getattr(trainer.method, "conditional", False) else 8  # per class/code
     assert grid.shape == (rows * 8, channels, resolution, resolution)
     if method != "stylegan":  # StyleGAN's output is linear, as the paper's: its grid is clamped when drawn
         assert grid.min() >= -1 and grid.max() <= 1, (grid.min(), grid.max())

@@ -82,6 +82,78 @@ def test_mimicrys_learning_rate_falls_linearly_to_zero_and_resumes_bit_identical
     assert logged_losses(resumed.metrics) == logged_losses(full.metrics)[3:]
 
 
-def test_resnet_with_conditioning_is_refused_in_one_line():
-    with pytest.raises(ValueError, match="architecture: resnet takes conditioning: none"):
-        get_method("sngan").Hyper(architecture="resnet", conditioning="projection")
+def test_resnet_conditions_by_projection_only_and_says_so_in_one_line():
+    get_method("sngan").Hyper(architecture="resnet", conditioning="projection")
+    with pytest.raises(ValueError, match="architecture: resnet takes conditioning: none or projection"):
+        get_method("sngan").Hyper(architecture="resnet", conditioning="concat")
+
+
+def test_the_conditional_resnet_takes_its_labels_through_its_norms_and_the_projection():
+    """The same z (and image) under another label: other images from G's conditional BatchNorms, another score from
+    D's projection; without classes the nets take no label at all."""
+    torch.manual_seed(0)
+    g = ResNetGenerator(80, 3, 32, width=8, n_classes=4, hierarchical=True).eval()
+    d = ResNetDiscriminator(3, 32, width=8, n_classes=4)
+    z, a, b = torch.randn(2, 80), torch.tensor([0, 0]), torch.tensor([1, 1])
+    assert not torch.equal(g(z, a), g(z, b)) and torch.equal(g(z, a), g(z, a))
+    x = torch.randn(2, 3, 32, 32)
+    assert not torch.equal(d(x, a), d(x, b))
+    assert ResNetGenerator(80, 3, 32, width=8).embed is None and ResNetDiscriminator(3, 32, width=8).embed is None
+    assert g.chunks == [20] * 4  # 3 blocks + the linear layer
+    assert ResNetGenerator(81, 3, 16, width=8, n_classes=4, hierarchical=True).chunks == [27, 27, 27]
+    assert ResNetGenerator(80, 3, 16, width=8, n_classes=4, hierarchical=True).chunks == [27, 27, 26]
+
+
+@pytest.mark.parametrize("method", ["sngan", "biggan"])
+def test_a_conditional_resnet_trains_on_labelled_cifar_shaped_data(method):
+    params = {"architecture": "resnet", "conditioning": "projection"} if method == "sngan" else {}
+    tracker = RecordingTracker()
+    trainer = Trainer(make_trial(method, 32, steps=4, **params), random_data(3, 32, n=64), CPU, tracker=tracker)
+    trainer.run()
+    last = tracker.metrics[-1][1]
+    assert all(v == v for v in last.values()) and last["loss_d"] != tracker.metrics[0][1]["loss_d"]
+    assert trainer.method.nets["generator"].embed is not None and trainer.method.nets["discriminator"].embed is not None
+
+
+def test_biggan_samples_come_from_the_moving_average_of_g_which_copies_g_before_its_start(tmp_path):
+    trial = make_trial("biggan", 16, steps=6, ema_start=3, ema_decay=0.5)
+    trainer = Trainer(trial, random_data(1, 16), CPU)
+    assert trainer.method.eval_network == "generator_ema"
+    trainer.run(stop_after=2)
+    g, ema = trainer.method.nets["generator"], trainer.method.nets["generator_ema"]
+    assert all(torch.equal(a, b) for a, b in zip(g.parameters(), ema.parameters(), strict=True))
+    trainer.run(stop_after=4)
+    assert not all(torch.equal(a, b) for a, b in zip(g.parameters(), ema.parameters(), strict=True))
+    from torch.nn.utils import parametrize
+
+    convs = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    assert all(parametrize.is_parametrized(m, "weight") for m in convs) and not parametrize.is_parametrized(
+        g.embed, "weight")  # spectral norm in G, but not on its shared embedding (BigGAN's)
+
+
+def test_biggan_resumes_bit_identically(tmp_path):
+    trial = make_trial("biggan", 16, steps=6, ema_start=2)
+    full = RecordingTracker()
+    uninterrupted = Trainer(trial, random_data(1, 16), CPU, tracker=full)
+    uninterrupted.run()
+    cut = trial.model_copy(update={"log": trial.log.model_copy(update={"checkpoint_every": 3})})
+    Trainer(cut, random_data(1, 16), CPU, run_dir=tmp_path).run(stop_after=4)
+    resumed = RecordingTracker()
+    again = Trainer(cut, random_data(1, 16), CPU, run_dir=tmp_path, tracker=resumed)
+    again.run()
+    assert logged_losses(resumed.metrics) == logged_losses(full.metrics)[3:]
+    for name in ("generator", "generator_ema"):
+        for a, b in zip(uninterrupted.method.nets[name].state_dict().values(),
+                        again.method.nets[name].state_dict().values(), strict=True):
+            assert torch.equal(a, b), name
+
+
+def test_the_biggan_presets_are_their_sources_settings():
+    mimicry, studiogan = get_method("biggan-mimicry").Hyper(), get_method("biggan-studiogan").Hyper()
+    assert (mimicry.beta1, mimicry.beta2, mimicry.critic_steps, mimicry.lr_decay) == (0.0, 0.9, 5, "linear")
+    assert (studiogan.beta1, studiogan.beta2, studiogan.critic_steps, studiogan.adam_eps) == (0.5, 0.999, 5, 1e-6)
+    for hp in (mimicry, studiogan, get_method("biggan").Hyper()):
+        assert (hp.conditioning, hp.embedding_dim, hp.hierarchical, hp.ema_decay, hp.ema_start, hp.objective) == \
+            ("projection", 128, True, 0.9999, 1000, "hinge")
+    with pytest.raises(ValueError):
+        get_method("biggan").Hyper(conditioning="ac")

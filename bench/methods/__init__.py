@@ -6,6 +6,7 @@ Adding a GAN is one module with a class decorated by `@register_method` and one 
 
 # Methods register themselves on import.
 from bench.methods import (  # noqa: F401
+    biggan,
     conditional,
     cyclegan,
     dcgan,

@@ -21,7 +21,10 @@ betas (0.5, 0.999), a ResNet and a projection discriminator.
 
 The conditioning axis of the DCGAN family comes with it: `conditioning: projection` is Miyato & Koyama 2018's cGAN
 (the spectral norm covers the class embedding, as the authors' SNEmbedID, dis_models/snresnet_32.py); `concat` and
-`ac` work too.
+`ac` work too. With `architecture: resnet` the projection cGAN is the authors' ResNet one and mimicry's cgan_pd_32:
+conditional BatchNorm in G's up-blocks (here a label embedding of `label_embedding_dim` mapped linearly to each
+BatchNorm's gain and bias, where the authors' code keeps a gain and bias per class: the same family of functions)
+and the projection in D (bench/nets/resnet.py).
 """
 
 from __future__ import annotations
@@ -53,10 +56,10 @@ class SNGANHyper(ConditionalHyper):
     adam_eps: float = added(1e-8, gt=0, description="Adam's epsilon (StudioGAN: 1e-6)")
 
     @model_validator(mode="after")
-    def _resnet_is_unconditional(self):
-        if self.architecture == "resnet" and self.conditioning != "none":
-            raise ValueError(f"architecture: resnet takes conditioning: none (conditioning: {self.conditioning} needs "
-                             "the conditional-BatchNorm generator, not built yet); use architecture: dcgan for it")
+    def _resnet_conditions_by_projection(self):
+        if self.architecture == "resnet" and self.conditioning not in ("none", "projection"):
+            raise ValueError(f"architecture: resnet takes conditioning: none or projection (conditional BatchNorm in "
+                             f"G, the projection in D), not {self.conditioning}; use architecture: dcgan for it")
         return self
 
 
@@ -74,8 +77,10 @@ class SNGAN(AdversarialMethod):
         if self.hp.architecture == "dcgan":
             return super().build()
         hp, s = self.hp, self.shape
-        return {"generator": ResNetGenerator(hp.latent_dim, s.channels, s.resolution, hp.width),
-                "discriminator": ResNetDiscriminator(s.channels, s.resolution, hp.width)}
+        classes = s.n_classes if self.conditional else 0
+        return {"generator": ResNetGenerator(hp.latent_dim, s.channels, s.resolution, hp.width, classes,
+                                             hp.label_embedding_dim),
+                "discriminator": ResNetDiscriminator(s.channels, s.resolution, hp.width, classes)}
 
     def make_optimizers(self):
         hp = self.hp
@@ -99,9 +104,9 @@ class SNGAN(AdversarialMethod):
 
 
 # The ResNet baseline with each published optimiser setting, under its source's name: mimicry's (examples/
-# sngan_example.py: Adam 2e-4, betas (0.0, 0.9), 5 D steps, linear decay; ndf 128, ngf 256) and StudioGAN's
-# (src/configs/CIFAR10/SNGAN.yaml over src/config.py: Adam 2e-4, betas (0.5, 0.999), eps 1e-6, 5 D steps; its
-# CIFAR-10 SNGAN is the projection cGAN, here unconditional until the conditional-BN generator exists).
+# sngan_example.py: Adam 2e-4, betas (0.0, 0.9), 5 D steps, linear decay; ndf 128, ngf 256; its cgan_pd_32 trains
+# the projection cGAN alike) and StudioGAN's (src/configs/CIFAR10/SNGAN.yaml over src/config.py: Adam 2e-4, betas
+# (0.5, 0.999), eps 1e-6, 5 D steps; its CIFAR-10 SNGAN is the projection cGAN: `conditioning: projection`).
 SNGAN_MIMICRY = register_method(preset(
     SNGAN, "sngan-mimicry", "SNGAN's 32 px ResNet with mimicry's training: Adam 2e-4 (0.0, 0.9), 5 D steps, linear "
     "LR decay, hinge", architecture="resnet", width=128, beta1=0.0, beta2=0.9, critic_steps=5, lr_decay="linear"))

@@ -59,10 +59,12 @@ def raw_weight(m: nn.Module) -> torch.Tensor:
     return m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
 
 
-def spectral_norm_all(module: nn.Module) -> nn.Module:
-    """Spectral normalisation on every convolution, linear layer and embedding of `module` not normalised yet."""
+def spectral_norm_all(module: nn.Module, embeddings: bool = True) -> nn.Module:
+    """Spectral normalisation on every convolution, linear layer and (unless told not to) embedding of `module` not
+    normalised yet."""
+    kinds = (nn.Conv2d, nn.Linear, nn.Embedding) if embeddings else (nn.Conv2d, nn.Linear)
     for m in list(module.modules()):
-        if isinstance(m, nn.Conv2d | nn.Linear | nn.Embedding) and not parametrize.is_parametrized(m, "weight"):
+        if isinstance(m, kinds) and not parametrize.is_parametrized(m, "weight"):
             spectral_norm(m)
     return module
 
