@@ -24,14 +24,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def example(session: nox.Session) -> None:
-    """Regenerate the committed example reports (reports/quickstart/, conditional/, i2i/) from fresh runs.
+    """Regenerate the committed example reports (reports/quickstart/, conditional/, i2i/, smalldata/) from fresh runs.
 
     Run it, and `uv run python -m tests.test_golden`, in the commit that changes what training or evaluation
     computes: the golden test fails until they are regenerated. `uvx nox -s example -- quickstart` does one.
     """
     import tempfile
 
-    for suite in session.posargs or ["quickstart", "conditional", "i2i"]:
+    for suite in session.posargs or ["quickstart", "conditional", "i2i", "smalldata"]:
         with tempfile.TemporaryDirectory() as tmp:
             store = f"sqlite:///{tmp}/mlflow.db"
             session.run("uv", "run", "bench", "run", f"suites/{suite}.yaml", "--runs-dir", f"{tmp}/runs",
