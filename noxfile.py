@@ -41,9 +41,11 @@ def example(session: nox.Session) -> None:
 
 
 # What `bench check` imports that the GPU machine this project borrows lacks (it has torch, numpy, yaml, rich,
-# shellingham, annotated-doc, but no pydantic; its typer is older than bench's, which needs pydantic itself);
-# found by running the check in an environment of that machine's packages alone (tests/test_check.py does).
-GPU_WHEELS = ("pydantic", "pydantic-core", "annotated-types", "typing-inspection", "typing-extensions", "typer")
+# shellingham, annotated-doc, but no pydantic; its typer is older than bench's, which needs pydantic itself; no
+# threadpoolctl, which the portable path's kernels set OpenBLAS's threads with); found by running the check in an
+# environment of that machine's packages alone (tests/test_check.py does).
+GPU_WHEELS = ("pydantic", "pydantic-core", "annotated-types", "typing-inspection", "typing-extensions", "typer",
+              "threadpoolctl")
 GPU_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
                  "manylinux1_x86_64")
 

@@ -165,7 +165,8 @@ def test_prepared_wheels_run_the_check_in_an_environment_of_the_gpu_machines_pac
     python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
     run(sys.executable, "-m", "nox", "-f", REPO / "noxfile.py", "-s", "gpu-prepare", "--", python_version, wheels)
     assert sorted(w.name.split("-")[0] for w in wheels.glob("*.whl")) == [
-        "annotated_types", "pydantic", "pydantic_core", "typer", "typing_extensions", "typing_inspection"]
+        "annotated_types", "pydantic", "pydantic_core", "threadpoolctl", "typer", "typing_extensions",
+        "typing_inspection"]
 
     done = run("bash", REPO / "scripts" / "gpu-check.sh", "--device", "cpu", "--quick", PYTHON=python,
                WHEELS=str(wheels), OUT=str(out))

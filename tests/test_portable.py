@@ -76,6 +76,19 @@ def test_what_the_kernels_do_not_cover_is_torchs_bit_for_bit():
     assert same.shape == (2, 5, 8, 8)
 
 
+def test_a_scripted_network_like_inception_keeps_torchs_kernels_inside_the_context():
+    """Inception is TorchScript: its convolutions run in the interpreter, below the mode, so a portable trial's
+    evaluation keeps oneDNN's speed (numerics.feature_kernels) and its features are those of torch's own kernels."""
+    torch.manual_seed(0)
+    net = torch.jit.script(nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU(), nn.Conv2d(8, 4, 3, 2, 1)).eval())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        with portable.counting_flops() as flops, portable.portable_kernels(2):
+            inside = net(x)
+        outside = net(x)
+    assert flops[0] == 0 and torch.equal(inside, outside)
+
+
 def test_the_same_inputs_give_the_same_bits_again():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 16, 4, 2, 1), nn.BatchNorm2d(16), nn.ConvTranspose2d(16, 3, 4, 2, 1))
