@@ -71,8 +71,9 @@ class DatasetSpec(Strict):
         """What records and reports call it: the name, and whatever else decides its images, so that two entries of
         one source (two folders, all the digits and a subset of them) never share a report's row or cell:
         `digits`, `digits[subset=0.1]`, `folder[path=photos]`."""
+        shown = {k: Path(str(v)).name if k == "path" else v for k, v in self.options.items()}  # a folder: its name
         parts = ([f"split={self.split}"] if self.split != "train" else []) + [
-            f"{k}={_compact(v)}" for k, v in sorted(self.options.items())]
+            f"{k}={_compact(v)}" for k, v in sorted(shown.items())]
         return f"{self.name}[{','.join(parts)}]" if parts else self.name
 
     @field_validator("name")
@@ -113,6 +114,25 @@ class EvalSpec(Strict):
                                                             "Inception Score; a machine path, not identity")
     n_per_class: int = added(128, gt=1, description="generated images per class for intra_fid (conditional "
                                                    "methods: the FID of each class against its real images)")
+    features: str = added("inception", description="the feature space every metric measures in: inception, "
+                                                   "encoder:PATH (from `bench encoder train`) or dinov2:PATH (DINOv2 "
+                                                   "weights, a local file); bench/metrics/spaces.py")
+    features_own_weights: bool = added(False, description="dinov2:PATH holds weights that are not an official "
+                                                          "DINOv2 checkpoint, and the records say so")
+
+    @field_validator("features")
+    @classmethod
+    def _known_space(cls, value: str) -> str:
+        kind, _, path = value.partition(":")
+        if kind not in ("inception", "encoder", "dinov2") or (kind == "inception") != (not path.strip()):
+            raise ValueError(f"unknown feature space '{value}'; use inception, encoder:PATH or dinov2:PATH")
+        return value
+
+    @model_validator(mode="after")
+    def _own_weights_of_dinov2(self):
+        if self.features_own_weights and not self.features.startswith("dinov2:"):
+            raise ValueError("features_own_weights is for features: dinov2:PATH only")
+        return self
 
     @field_validator("metrics")
     @classmethod
@@ -271,6 +291,10 @@ class Suite(Strict):
     @model_validator(mode="after")
     def consistent(self):
         names = [d.name for d in self.datasets]
+        shown = [d.label for d in self.datasets]
+        if twice := sorted({label for label in shown if shown.count(label) > 1}):
+            raise ValueError(f"datasets: two entries would both be recorded as '{twice[0]}' (a folder is named by its "
+                             "last path component); rename one of the folders or drop the repeated entry")
         for i, m in enumerate(self.methods):
             for d in m.datasets or []:
                 if d not in names:

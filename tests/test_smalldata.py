@@ -360,7 +360,7 @@ log: {{every: 5, samples_every: 1000, checkpoint_every: 1000}}
     assert p[-1] > 0  # 100 photos and 8-channel nets: D's outputs on the reals pass the target within 30 steps
     report = bench_cli("report", "--suite", "photos", "--tracking-uri", uri, "--out", "report", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
-    assert (tmp_path / "report" / "figures" / "ada_p_folder.png").is_file()
+    assert (tmp_path / "report" / "figures" / "ada_p_folder-path-photos.png").is_file()  # folder[path=photos]
     assert "ADA's p on folder" in (tmp_path / "report" / "README.md").read_text(encoding="utf-8")
 
 

@@ -137,3 +137,12 @@ budget: {steps: 2}
     assert labels == ["digits", "digits[subset=0.1]", "folder[path=a]", "folder[holdout={test:0.2},path=b]"]
     trial = expand(load_suite(path))[1]
     assert _trial_tags(trial, RunOptions())["bench.dataset"] == "digits[subset=0.1]"
+    same = tiny_suite("""
+name: same
+methods: [dcgan]
+datasets: [{name: folder, path: x/photos}, {name: folder, path: y/photos}]
+seeds: 1
+budget: {steps: 2}
+""", name="same.yaml")
+    with pytest.raises(BenchError, match=r"both be recorded as 'folder\[path=photos\]'"):
+        load_suite(same)
