@@ -14,7 +14,7 @@ from bench import devices, numerics
 from bench.data.cli import app as data_app
 from bench.errors import BenchError, Interrupted
 from bench.metrics.cache import default_cache_dir
-from bench.metrics.cli import fid_command, memorization_command
+from bench.metrics.cli import encoder_app, fid_command, memorization_command
 from bench.metrics.perf import perf_fid_command
 from bench.report.cli import report_command
 from bench.sampling import sample_command
@@ -255,6 +255,7 @@ def _mount_extensions() -> None:
     app.command("tune", help="An Optuna search over a method's hyperparameters, each trial a bench trial.")(
         tune_command)
     app.add_typer(data_app, name="data")
+    app.add_typer(encoder_app, name="encoder")
     perf_app.command("fid", help="Images/s of bench's FID path vs clean-fid; cost of reference stats.")(
         perf_fid_command)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from bench.metrics import Reference, evaluate_generator, evaluate_per_class
+from bench.metrics.spaces import parse_space
 from bench.metrics.translation import evaluate_translation
 from bench.progress import Console, StepProgress
 from bench.results import BEST_STEP, METRICS, summaries
@@ -30,6 +31,7 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
         reference = Reference(dataset=trial.dataset.name, split=spec.reference_split, resolution=trial.resolution,
                               n=spec.n_real, options=dict(trial.dataset.options), data_root=options.data_root)
     weights = Path(spec.inception_weights) if spec.inception_weights else None
+    features = parse_space(spec.features, spec.features_own_weights)  # every metric's space: its file checked now
     memorized = None  # the memorisation check's splits: all the training images, and real ones never seen
     if "memorization" in spec.metrics:
         memorized = tuple(Reference(dataset=trial.dataset.name, split=split, resolution=trial.resolution,
@@ -55,7 +57,8 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
         if method.task == "translation":
             result = evaluate_translation(method.translate, method.directions, {"a": held_out.a, "b": held_out.b},
                                           held_out.paired, reference, n=spec.n_fake, mode=spec.mode, device=device,
-                                          cache_dir=options.cache_dir, metrics=tuple(metrics), progress=progress)
+                                          cache_dir=options.cache_dir, metrics=tuple(metrics), progress=progress,
+                                          features=features)
             values.update(_record(result, tracker, step))
             metrics = []
         if metrics:
@@ -63,10 +66,10 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
             result = evaluate_generator(lambda n: method.sample(n, rng), spec.n_fake, reference, metrics=metrics,
                                         mode=spec.mode, device=device, cache_dir=options.cache_dir,
                                         inception_weights=weights, progress=progress, selection=selection,
-                                        memorized=memorized)
+                                        memorized=memorized, features=features)
             values.update(_record(result, tracker, step))
         if "intra_fid" in spec.metrics:
-            values.update(_intra_fid(method, trial, reference, tracker, step, device, options, progress))
+            values.update(_intra_fid(method, trial, reference, tracker, step, device, options, progress, features))
         if "leak" in spec.metrics:
             values.update(_leak(method, trial, reference, leak_check, tracker, step, device))
         if options.on_evaluation is not None:
@@ -118,7 +121,7 @@ def _leak(method, trial: Trial, reference, cache: dict, tracker, step: int, devi
 
 
 def _intra_fid(method, trial: Trial, reference, tracker, step: int, device, options: RunOptions,
-               progress) -> dict[str, float]:
+               progress, features) -> dict[str, float]:
     """Per-class FID of a conditional method; for others it is recorded as unavailable, with the reason."""
     if not getattr(method, "conditional", False) or reference.dataset.startswith("stats:"):
         why = ("the method is not conditional" if not getattr(method, "conditional", False) else
@@ -133,7 +136,7 @@ def _intra_fid(method, trial: Trial, reference, tracker, step: int, device, opti
 
     classes = list(method.shape.classes) or [str(c) for c in range(method.shape.n_classes)]
     result = evaluate_per_class(sample, trial.eval.n_per_class, reference, classes, mode=trial.eval.mode,
-                                device=device, cache_dir=options.cache_dir, progress=progress)
+                                device=device, cache_dir=options.cache_dir, progress=progress, features=features)
     return _record(result, tracker, step)
 
 

@@ -4,7 +4,8 @@
 - the data: the dataset (and the evaluation's reference split) loads, and holds at least one batch;
 - the method: it accepts the data (a conditional method needs labels) and its networks build and fit together
   at the suite's resolution and channels, checked on PyTorch's "meta" device (shapes only, no memory, no time);
-- the evaluation: the reference split exists, a statistics file or Inception weights named by the suite exist;
+- the evaluation: the reference split exists, a statistics file, Inception weights or a feature space's weights
+  named by the suite exist (DINOv2's: official, or declared the user's own);
 - the device exists, and this process can compute with the trial's numerics (bench/numerics.py);
 and for a real run: the runs folder is writable with room for the checkpoints.
 """
@@ -24,6 +25,7 @@ from bench.batches import DataCache, data_shape
 from bench.data import ImageSet, PairSet, available_splits
 from bench.errors import BenchError
 from bench.methods import get_method
+from bench.metrics.spaces import checked_file, parse_space
 from bench.suite import Trial
 
 _MARGIN_BYTES = 64 << 20  # sample grids, status files, MLflow's copy of a small final checkpoint
@@ -102,6 +104,11 @@ def check_evaluation(trial: Trial, data: DataCache) -> None:
         raise BenchError(f"eval.n_fake={spec.n_fake}: FID needs at least 2 generated images")
     if spec.inception_weights and not Path(spec.inception_weights).expanduser().is_file():
         raise BenchError(f"eval.inception_weights: {spec.inception_weights} is not a file")
+    if spec.features != "inception":  # the file exists, and is an official DINOv2 checkpoint or declared own
+        try:
+            checked_file(parse_space(spec.features, spec.features_own_weights))
+        except BenchError as err:
+            raise BenchError(f"eval.features: {err}") from None
     if spec.reference_stats:
         if not Path(spec.reference_stats).expanduser().is_file():
             raise BenchError(f"eval.reference_stats: {spec.reference_stats} is not a file; give an .npz with mu "

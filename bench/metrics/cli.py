@@ -49,6 +49,21 @@ def parse_side(text: str) -> Side:
                      f"(known: {', '.join(sorted(DATASETS))})")
 
 
+FEATURES_HELP = ("the feature space every metric measures in: inception, encoder:PATH (from `bench encoder train`) "
+                 "or dinov2:PATH (DINOv2 weights, a local file)")
+OWN_WEIGHTS_HELP = "dinov2:PATH holds weights that are not an official DINOv2 checkpoint (recorded as own)"
+
+
+def _space(text: str, own_weights: bool):
+    """The parsed --features, its file checked before any image is read."""
+    from bench.metrics.spaces import checked_file, parse_space  # with the command, not for every `bench` command
+
+    space = parse_space(text, own_weights)
+    if space.kind != "inception":
+        checked_file(space)
+    return space
+
+
 def _folder_resolution(folder: str) -> int:
     """The smaller side of the folder's first readable image (unreadable ones are skipped when features are read)."""
     # loaded when FID is computed, not for every `bench` command
@@ -118,6 +133,8 @@ def fid_command(
     resolution: int | None = typer.Option(
         None, help="resolution datasets are loaded at (default: the trial's with runs:, a folder's, else 32)"),
     inception_score: bool = typer.Option(False, "--is", help="also the Inception Score (needs --inception-weights)"),
+    features: str = typer.Option("inception", help=FEATURES_HELP),
+    own_weights: bool = typer.Option(False, "--own-weights", help=OWN_WEIGHTS_HELP),
 ) -> None:
     """FID between a reference and an evaluated set of images, printed with its protocol."""
     import torch
@@ -126,6 +143,7 @@ def fid_command(
     from bench.metrics.base import Reference
     from bench.metrics.evaluate import evaluate_generator, evaluate_images
 
+    space = _space(features, own_weights)
     ref, fake = parse_side(a), parse_side(b)
     if ref.kind == "run":
         raise BenchError(f"'{a}': runs:<trial-key> is the evaluated side; use `bench fid REFERENCE {a}`")
@@ -159,7 +177,7 @@ def fid_command(
     else:
         reference = Reference(f"{ref.kind}:{ref.value}", n=n)
     common = dict(metrics=metrics, mode=mode, device=dev, batch_size=batch_size, inception_weights=inception_weights,
-                  progress=_progress())
+                  progress=_progress(), features=space)
     if fake.kind == "run":
         rng = torch.Generator().manual_seed(seed)
         result = evaluate_generator(lambda k: sample(k, rng), n or trial_eval.get("n_fake", 2048), reference,
@@ -233,6 +251,8 @@ def memorization_command(
     resolution: int | None = typer.Option(None, help="resolution datasets are loaded at (default: the trial's, a "
                                                      "folder's, else 32)"),
     seed: int = typer.Option(0, help="seed of the latents for runs:<key>"),
+    features: str = typer.Option("inception", help=FEATURES_HELP),
+    own_weights: bool = typer.Option(False, "--own-weights", help=OWN_WEIGHTS_HELP),
 ) -> None:
     """Did a generator copy its training set? Distances to the nearest training image in Inception and pixel space
     against held-out images', the C_T data-copying test, AuthPct, and a verdict: copies, novel or uncertain."""
@@ -240,9 +260,10 @@ def memorization_command(
 
     # loaded when images are compared, not for every `bench` command
     from bench.metrics import memorization as mem
+    from bench.metrics.evaluate import feature_space
     from bench.metrics.features import FeatureExtractor
-    from bench.metrics.inception import load_feature_network
 
+    space = _space(features, own_weights)
     gen, ref = parse_side(generated), parse_side(train)
     if ref.kind in ("run", "stats"):
         raise BenchError(f"'{train}': the training images are a folder or a dataset[:split]")
@@ -264,8 +285,8 @@ def memorization_command(
         n = n or trial.get("eval", {}).get("n_fake", 2048)
     res = resolution or trial.get("resolution") or next(
         (_folder_resolution(s.value) for s in (gen, ref, held) if s is not None and s.kind == "folder"), 32)
-    net, weights_sha = load_feature_network(dev)
-    extract = FeatureExtractor(net, "clean", dev)
+    loaded = feature_space(space, dev)
+    extract = FeatureExtractor(loaded.net, "clean", dev, space=loaded if loaded.preprocess is not None else None)
     progress = _progress()
     sides = {"generated": (gen, n), "train": (ref, None), **({"test": (held, None)} if held else {})}
     feats, pixels, counts = {}, {}, {}
@@ -292,7 +313,7 @@ def memorization_command(
     if pairs is not None:
         _write_pairs(result, pixels, pairs)
     protocol = {"n_generated": counts["generated"], "n_train": counts["train"], "n_test": counts.get("test", 0),
-                "features": "inception", "weights_sha256": weights_sha, "pixels": f"{mem.PIXELS}x{mem.PIXELS} rgb",
+                **loaded.protocol, "pixels": f"{mem.PIXELS}x{mem.PIXELS} rgb",
                 "pca_dim": mem.PCA_DIM, "min_per_cell": mem.MIN_PER_CELL, "copies_below": mem.COPIES,
                 "novel_above": mem.NOVEL, "resolution": res,
                 "generated": generated, "train": train, "test": test or (f"{held.value}:test" if held else "")}
@@ -315,14 +336,15 @@ def _space_json(space) -> dict[str, Any]:
 
 
 def _print_memorization(result, protocol: dict, json_out: bool) -> None:
+    name = protocol["features"]  # the feature space: its figures under its name (inception, encoder, dinov2)
     if json_out:
-        typer.echo(json.dumps({"verdict": result.verdict, "inception": _space_json(result.features),
+        typer.echo(json.dumps({"verdict": result.verdict, name: _space_json(result.features),
                                "pixels": _space_json(result.pixels), "authpct": result.authpct,
                                "closest": [{"generated": g, "train": t, "distance": d}
                                            for g, t, d in result.closest()],
                                "protocol": protocol}, indent=2))
         return
-    spaces = (("Inception", result.features), ("pixels", result.pixels))
+    spaces = (("Inception" if name == "inception" else name, result.features), ("pixels", result.pixels))
     why = {"copies": "generated images sit closer to training images than held-out images do",
            "novel": "generated images sit as close to the training set as held-out images, or farther",
            "uncertain": "between the two thresholds" if all(s.ct is not None for _, s in spaces) else
@@ -337,3 +359,70 @@ def _print_memorization(result, protocol: dict, json_out: bool) -> None:
         typer.echo(f"authpct    {result.authpct:.1f} (% of generated images farther from the training set than "
                    "its images are from each other)")
     typer.echo("protocol   " + " ".join(f"{k}={v}" for k, v in protocol.items()))
+
+
+encoder_app = typer.Typer(help="Encoders bench trains, whose features are a space for every metric "
+                               "(--features encoder:PATH).", no_args_is_help=True, rich_markup_mode=None)
+
+
+@encoder_app.command("train")
+def encoder_train_command(
+    dataset: str = typer.Argument(..., help="a registered dataset (digits, mnist, ...); its train split is used"),
+    out: Path | None = typer.Option(None, help="the encoder file (default: <dataset>-encoder.pt)"),
+    steps: int = typer.Option(2000, help="optimiser steps (batches of 64)"),
+    resolution: int = typer.Option(16, help="the side images are loaded at and the encoder takes"),
+    seed: int = typer.Option(0, help="seeds the initialisation, batch order and augmentations"),
+    data_root: Path | None = typer.Option(None, help="root of on-disk datasets (default: $BENCH_DATA or ./data)"),
+) -> None:
+    """Train a small encoder on a dataset's train split (a classifier where it has labels, else SimCLR), on the CPU,
+    seeded; print its sha256 and, for a classifier, its accuracy on the test split."""
+    import torch
+
+    # loaded when an encoder is trained, not for every `bench` command
+    from bench import numerics
+    from bench.data import DATASETS, available_splits, load_dataset
+    from bench.files import write_atomic
+    from bench.metrics.encoder import train_encoder
+    from bench.metrics.inception import file_sha256
+
+    name, _, split = dataset.partition(":")
+    options: dict = {}
+    if name not in DATASETS and Path(dataset).expanduser().is_dir():  # a folder of images (class subfolders: labels)
+        name, split, options = "folder", "", {"path": str(Path(dataset).expanduser().resolve())}
+    elif name not in DATASETS:
+        raise BenchError(f"'{dataset}' is not a dataset or a folder (known: {', '.join(sorted(DATASETS))})")
+    if steps < 1 or resolution < 4:
+        raise BenchError(f"--steps {steps} --resolution {resolution}: train at least 1 step on images of 4 px or more")
+    split = split or "train"
+    data = load_dataset(name, resolution, split, data_root, **options)
+    if not hasattr(data, "images"):
+        raise BenchError(f"'{name}' is a two-domain dataset; train an encoder on an image dataset")
+    labels = data.labels if data.labels is not None and len(data.classes) > 1 else None
+    test = None
+    if labels is not None and "test" in available_splits(name, options, data_root) and split != "test":
+        held = load_dataset(name, resolution, "test", data_root, **options)
+        test = (held.images, held.labels)
+    settings = _EncoderNumerics(portable=numerics.process_mode() == "portable", threads=numerics.DEFAULT_THREADS,
+                                deterministic=True)
+    with numerics.trial_numerics(settings, torch.device("cpu")):
+        trained = train_encoder(data.images, labels, test, steps, seed,
+                                about={"dataset": options.get("path", name), "split": split,
+                                       "resolution": resolution})
+    path = out or Path(f"{name}-encoder.pt")
+    write_atomic(path, lambda f: f.write(trained.data))
+    typer.echo(f"encoder    {path} ({len(trained.data) / 1024:.0f} KiB)")
+    typer.echo(f"trained    {trained.objective} on {name}:{split} ({len(data.images)} images, {resolution} px), "
+               f"{steps} steps, seed {seed}")
+    if trained.test_accuracy is not None:
+        typer.echo(f"accuracy   {trained.test_accuracy:.4f} on {name}:test ({trained.n_test} images)")
+    typer.echo(f"sha256     {file_sha256(path)}")
+    typer.echo(f"use it     --features encoder:{path}  (a suite: eval.features: encoder:{path})")
+
+
+@dataclass(frozen=True)
+class _EncoderNumerics:
+    """bench.numerics.Settings for the encoder's training: a trial's defaults, deterministic."""
+
+    portable: bool
+    threads: int
+    deterministic: bool

@@ -21,12 +21,13 @@ from bench.metrics.features import (
     tensor_batches,
 )
 from bench.metrics.frechet import covariance_factor, frechet_distance, gaussian_stats
-from bench.metrics.inception import FEATURE_DIM, load_feature_network
+from bench.metrics.inception import load_feature_network
 from bench.metrics.inception_score import SPLITS, UNAVAILABLE, InceptionClassifier, inception_score
 from bench.metrics.kid import SUBSETS, kernel_inception_distance
 from bench.metrics.memorization import pixel_vectors
 from bench.metrics.prdc import DC_K, PR_K, prdc
 from bench.metrics.reference import describe, folder_files, reference_images, reference_stats, resolution_tag
+from bench.metrics.spaces import INCEPTION, FeatureSpace, LoadedSpace, inception_space, load_space
 from bench.results import METRICS, SELECT, computed
 
 
@@ -49,21 +50,22 @@ def evaluate_generator(sample: Callable[[int], torch.Tensor], n_fake: int, refer
                        metrics: Sequence[str] = ("fid",), mode: str = "clean", device="cpu", batch_size: int = 50,
                        cache_dir: Path | None = None, inception_weights: Path | None = None,
                        progress: ProgressCallback | None = None, selection: Reference | None = None,
-                       memorized: tuple[Reference, Reference] | None = None) -> EvalResult:
+                       memorized: tuple[Reference, Reference] | None = None,
+                       features: FeatureSpace = INCEPTION) -> EvalResult:
     """Metrics of `n_fake` images from `sample(k)` ((k, C, H, W) in [-1, 1]; the caller seeds it) vs `reference`;
     with `selection`, also `fid_select`: the same images' FID against that other reference (the split that picks a
     trial's best step, eval.select_split); `memorized`: (the training split, the held-out split) of the
-    memorisation check."""
+    memorisation check; `features`: the space every metric measures in (bench/metrics/spaces.py)."""
     if n_fake < 2:
         raise BenchError(f"n_fake={n_fake}: FID needs at least 2 generated images")
     return _evaluate(lambda: sampler_batches(sample, n_fake, batch_size), n_fake, reference, metrics, mode, device,
-                     batch_size, cache_dir, inception_weights, progress, selection, memorized)
+                     batch_size, cache_dir, inception_weights, progress, selection, memorized, features)
 
 
 def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Sequence[str] = ("fid",),
                     mode: str = "clean", device="cpu", batch_size: int = 50, cache_dir: Path | None = None,
                     inception_weights: Path | None = None, n_fake: int | None = None,
-                    progress: ProgressCallback | None = None) -> EvalResult:
+                    progress: ProgressCallback | None = None, features: FeatureSpace = INCEPTION) -> EvalResult:
     """Metrics of a tensor of images in [-1, 1] (or uint8), or of an image folder (its first `n_fake` after a
     seeded shuffle), vs `reference`."""
     if isinstance(fake, str | Path):
@@ -75,37 +77,41 @@ def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Se
         batches = lambda: tensor_batches(images, batch_size)  # noqa: E731
         total = len(images)
     return _evaluate(batches, total, reference, metrics, mode, device, batch_size, cache_dir, inception_weights,
-                     progress)
+                     progress, features=features)
 
 
 def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, reference: Reference,
               metrics: Sequence[str], mode: str, device, batch_size: int, cache_dir: Path | None,
               inception_weights: Path | None, progress: ProgressCallback | None,
               selection: Reference | None = None,
-              memorized: tuple[Reference, Reference] | None = None) -> EvalResult:
+              memorized: tuple[Reference, Reference] | None = None,
+              features: FeatureSpace = INCEPTION) -> EvalResult:
     metrics, mode, device = check_metrics(metrics), check_mode(mode), torch.device(device)
     if batch_size < 1:
         raise BenchError(f"batch size {batch_size}: must be at least 1")
     # the evaluated side first: when it is unusable, say so before the network loads and the reference pass runs
     if total < 2:
         raise BenchError(f"only {total} evaluated image: FID needs at least 2 per side")
-    net, weights_sha = load_feature_network(device)
+    space = feature_space(features, device)
+    net, weights_sha = space.net, space.sha256
     classifier = None
-    if "is" in metrics and inception_weights is not None:
+    if "is" in metrics and inception_weights is not None and space.preprocess is None:  # IS is Inception's own
         classifier = InceptionClassifier(inception_weights, device)
     need_feats = any(METRICS[m].features for m in metrics)
     need_pixels = any(METRICS[m].pixels for m in metrics)
     fake_pixels: list[np.ndarray] = []
     source = _keeping_pixels(batches(), fake_pixels) if need_pixels else batches()
-    fake = FeatureExtractor(net, mode, device, classifier)(source, _phase(progress, "generated images", total))
+    extractor = _extractor(space, mode, device)
+    fake = FeatureExtractor(net, mode, device, classifier, _other(space))(source,
+                                                                        _phase(progress, "generated images", total))
     if len(fake) < 2:
         raise BenchError(f"only {len(fake)} evaluated image could be read: FID needs at least 2 per side")
-    ref, _, warnings = reference_stats(reference, mode, FeatureExtractor(net, mode, device), weights_sha,
+    ref, _, warnings = reference_stats(reference, mode, extractor, weights_sha,
                                        batch_size, cache_dir, need_feats, progress=progress)
     n_real = ref.meta.get("n")
     protocol = {"n_real": str(n_real if n_real is not None else "unknown"), "n_fake": str(len(fake)),
                 "reference": describe(reference), "resolution": resolution_tag(reference), "mode": mode,
-                "weights_sha256": weights_sha, "feature_dim": str(FEATURE_DIM)}
+                **space.protocol}
     for name, count in (("n_fake", len(fake)), ("n_real", n_real)):
         if count is not None and count < RELIABLE_N and "fid" in metrics:
             warnings.append(f"{name}={count} < {RELIABLE_N}: FID is biased upward at this n; compare FIDs only at "
@@ -113,17 +119,32 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
     scoring = Scoring(ref, fake, classifier, protocol=protocol)
     if need_pixels:
         scoring.fake_pixels = np.concatenate(fake_pixels)
-        _memorized_splits(scoring, memorized, mode, FeatureExtractor(net, mode, device), weights_sha, batch_size,
+        _memorized_splits(scoring, memorized, mode, extractor, weights_sha, batch_size,
                           cache_dir, progress)
     for name in metrics:
         scorer(name)(scoring)
     if selection is not None:  # the same generated features against the split that picks the best step
-        chosen, _, more = reference_stats(selection, mode, FeatureExtractor(net, mode, device), weights_sha,
+        chosen, _, more = reference_stats(selection, mode, extractor, weights_sha,
                                           batch_size, cache_dir, False, progress=progress)
         scoring.values[SELECT] = fid_against(chosen, fake)
         protocol.update(select_reference=describe(selection), select_n_real=str(chosen.meta.get("n", "unknown")))
         warnings += [w for w in more if w not in warnings]
     return EvalResult(scoring.values, protocol, warnings, scoring.unavailable, scoring.images)
+
+
+def feature_space(features: FeatureSpace, device) -> LoadedSpace:
+    """The space's network, preprocessing and protocol; Inception through `load_feature_network`, as before."""
+    if features.kind == "inception":
+        return inception_space(*load_feature_network(device))
+    return load_space(features, device)
+
+
+def _other(space: LoadedSpace) -> LoadedSpace | None:
+    return None if space.preprocess is None else space
+
+
+def _extractor(space: LoadedSpace, mode: str, device) -> FeatureExtractor:
+    return FeatureExtractor(space.net, mode, device, space=_other(space))
 
 
 def _keeping_pixels(batches: Iterable[torch.Tensor], into: list) -> Iterator[torch.Tensor]:
@@ -159,15 +180,16 @@ def _pixels(reference: Reference, batch_size: int) -> np.ndarray:
 
 def evaluate_per_class(sample: Callable[[int, int], torch.Tensor], n_per_class: int, reference: Reference,
                        classes: Sequence[str], mode: str = "clean", device="cpu", batch_size: int = 50,
-                       cache_dir: Path | None = None, progress: ProgressCallback | None = None) -> EvalResult:
+                       cache_dir: Path | None = None, progress: ProgressCallback | None = None,
+                       features: FeatureSpace = INCEPTION) -> EvalResult:
     """Intra-FID (Miyato & Koyama 2018; StudioGAN's "intra-class FID"): for each class c, the FID of
     `n_per_class` images from `sample(c, k)` against the reference's images of class c; `intra_fid` is their mean,
     `intra_fid/<class>` each one."""
     mode, device = check_mode(mode), torch.device(device)
     if n_per_class < 2:
         raise BenchError(f"n_per_class={n_per_class}: FID needs at least 2 images per class")
-    net, weights_sha = load_feature_network(device)
-    extractor = FeatureExtractor(net, mode, device)
+    space = feature_space(features, device)
+    extractor, weights_sha = _extractor(space, mode, device), space.sha256
     values: dict[str, float] = {}
     warnings, unavailable, n_real = [], {}, {}
     for label, name in enumerate(classes):
@@ -189,7 +211,8 @@ def evaluate_per_class(sample: Callable[[int, int], torch.Tensor], n_per_class: 
         unavailable["intra_fid"] = f"{len(unavailable)} of {len(classes)} classes could not be scored"
     smallest = min((n for n in n_real.values() if n is not None), default=None)
     protocol = {"intra_fid_n_per_class": str(n_per_class), "intra_fid_classes": str(len(classes)),
-                "intra_fid_min_n_real": str(smallest), "intra_fid_reference": describe(reference)}
+                "intra_fid_min_n_real": str(smallest), "intra_fid_reference": describe(reference),
+                **space.protocol}
     if n_per_class < RELIABLE_N:
         warnings.append(f"intra-FID with n_per_class={n_per_class} < {RELIABLE_N}: biased upward at this n; "
                         "compare it only at equal n")

@@ -70,7 +70,7 @@ def prepare(batch: torch.Tensor, mode: str) -> torch.Tensor:
 
 @dataclass
 class Features:
-    feats: np.ndarray  # (N, 2048) float32
+    feats: np.ndarray  # (N, 2048) float32 (Inception; another space: its dimension)
     probs: np.ndarray | None = None  # (N, classes) class probabilities, only with a classifier (Inception Score)
 
     def __len__(self) -> int:
@@ -78,10 +78,15 @@ class Features:
 
 
 class FeatureExtractor:
-    """Runs uint8 image batches through preprocessing and the network; optionally also through a classifier."""
+    """Runs uint8 image batches through preprocessing and the network; optionally also through a classifier.
 
-    def __init__(self, net, mode: str, device: torch.device | str = "cpu", classifier=None):
+    `space` (bench/metrics/spaces.py LoadedSpace) is a network other than Inception, with its own preprocessing and
+    the entries it adds to the reference cache key; None: Inception (`net`), preprocessed as clean-fid."""
+
+    def __init__(self, net, mode: str, device: torch.device | str = "cpu", classifier=None, space=None):
         self.net, self.mode, self.device, self.classifier = net, check_mode(mode), torch.device(device), classifier
+        self.preprocess = space.preprocess if space is not None else None
+        self.cache_fields = dict(space.cache_fields) if space is not None else {}
 
     @torch.inference_mode()
     def __call__(self, batches: Iterable[torch.Tensor], progress: Callable[[int], None] | None = None) -> Features:
@@ -91,6 +96,13 @@ class FeatureExtractor:
         if progress is not None:
             progress(0)  # the clock starts here, so the first estimate is not made of nothing
         for batch in batches:
+            if self.preprocess is not None:  # another space: its own resize and scale, no classifier
+                with feature_kernels():
+                    feats.append(self.net(self.preprocess(batch.to(self.device))).float().cpu().numpy())
+                done += batch.shape[0]
+                if progress is not None:
+                    progress(done)
+                continue
             images = prepare(batch.to(self.device) if self.mode != "clean" else batch, self.mode).to(self.device)
             scaled = (images - 128) / 128
             if self.device.type == "cpu":  # oneDNN's NHWC convolutions: ~15% faster here, features equal to 1e-5

@@ -111,12 +111,14 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
         return stats, True, warnings
     meta = {"reference": describe(reference), "resolution": resolution_tag(reference), "mode": mode,
             "weights_sha256": weights_sha256}
+    if extractor.cache_fields:  # a space other than Inception (spaces.py); Inception's keys stay as they were
+        meta["features"] = extractor.cache_fields["features"]
     options = dict(reference.options)
     if "path" in options:  # a relative path names another folder from another directory or data root
         options["path"] = str(Path(options["path"]).expanduser().resolve())
         options["data_root"] = str(Path(reference.data_root).resolve()) if reference.data_root else None
     # features computed with other kernels are other bits: statistics are cached per kernels too (bench/numerics.py)
-    fields = {**meta, "n": reference.n, "options": options, "kernels": kernels()}
+    fields = {**meta, **extractor.cache_fields, "n": reference.n, "options": options, "kernels": kernels()}
     if reference.label is not None:
         fields["label"] = reference.label
     if reference.domain is not None:
@@ -131,6 +133,9 @@ def reference_stats(reference: Reference, mode: str, extractor: FeatureExtractor
             label += f"-class{reference.label}"
         if reference.domain is not None:
             label += f"-{reference.domain}"
+
+    if extractor.cache_fields:
+        label += f"-{extractor.cache_fields['features']}"
 
     def compute() -> ReferenceStats:
         batches, total = reference_images(reference, batch_size)

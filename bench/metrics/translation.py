@@ -25,6 +25,7 @@ from bench.metrics.frechet import covariance_factor, frechet_distance, gaussian_
 from bench.metrics.inception import load_feature_network
 from bench.metrics.pixel import l1, psnr, ssim
 from bench.metrics.reference import describe, reference_stats, subset_indices
+from bench.metrics.spaces import INCEPTION, FeatureSpace, inception_space, load_space
 
 HALVES_SEED = 0
 
@@ -32,17 +33,21 @@ HALVES_SEED = 0
 def evaluate_translation(translate: Callable[[torch.Tensor, str], torch.Tensor], directions: tuple[str, ...],
                          source: dict[str, torch.Tensor], paired: bool, reference: Reference, n: int | None = None,
                          mode: str = "clean", device="cpu", batch_size: int = 50, cache_dir: Path | None = None,
-                         metrics: tuple[str, ...] = ("fid",), progress: ProgressCallback | None = None) -> EvalResult:
+                         metrics: tuple[str, ...] = ("fid",), progress: ProgressCallback | None = None,
+                         features: FeatureSpace = INCEPTION) -> EvalResult:
     """`source` holds the test images of both domains ({"a", "b"}), `reference` names the dataset and split
-    (each domain's statistics are cached apart); at most `n` source images are translated per direction."""
+    (each domain's statistics are cached apart); at most `n` source images are translated per direction;
+    `features`: the space FID and KID measure in (bench/metrics/spaces.py)."""
 
     mode, device = check_mode(mode), torch.device(device)
-    net, sha = load_feature_network(device)
-    extractor = FeatureExtractor(net, mode, device)
+    space = inception_space(*load_feature_network(device)) if features.kind == "inception" else \
+        load_space(features, device)
+    net, sha = space.net, space.sha256
+    extractor = FeatureExtractor(net, mode, device, space=space if space.preprocess is not None else None)
     refs = {side: reference_stats(replace(reference, domain=side), mode, extractor, sha, batch_size, cache_dir,
                                   need_feats=True, progress=progress)[0] for side in "ab"}
     values: dict[str, float] = {}
-    protocol = {"mode": mode, "weights_sha256": sha, "reference": describe(reference),
+    protocol = {"mode": mode, **space.protocol, "reference": describe(reference),
                 "resolution": str(reference.resolution)}
     unavailable: dict[str, str] = {}
     for direction in directions:

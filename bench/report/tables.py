@@ -225,7 +225,8 @@ def failures_table(trials: pd.DataFrame, translation: pd.DataFrame | None = None
 # The evaluation protocol tags of docs/records.md (plus KID's subset settings): a FID means something only
 # with these. Other eval.* tags (the step of the best FID, warnings) differ per run: not part of the protocol.
 PROTOCOL_TAGS = ("eval.mode", "eval.n_real", "eval.n_fake", "eval.reference", "eval.resolution",
-                 "eval.feature_dim", "eval.weights_sha256", "eval.kid_subsets", "eval.kid_subset_size",
+                 "eval.features", "eval.feature_dim", "eval.weights_sha256", "eval.features_weights",
+                 "eval.features_preprocessing", "eval.kid_subsets", "eval.kid_subset_size",
                  "eval.intra_fid_n_per_class", "eval.intra_fid_classes", "eval.intra_fid_min_n_real",
                  # what decided the bits (bench/numerics.py): a column made under two differs may differ by it
                  *(f"fingerprint.{k}" for k in ("mode", "torch", "kernel_isa", "threads", "mkldnn", "deterministic",

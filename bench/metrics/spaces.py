@@ -1,0 +1,111 @@
+"""Feature spaces: the network every metric (FID/FD, KID, precision/recall, density/coverage, AuthPct, the
+memorisation check's C_T) measures in, named in a suite's `eval.features` and by `--features`:
+
+- `inception` (the default): NVIDIA's Inception pool3 (inception.py), preprocessed as clean-fid (features.py);
+- `encoder:PATH`: the penultimate features of an encoder `bench encoder train` made (encoder.py);
+- `dinov2:PATH`: DINOv2's CLS token from the user's local weights file (dinov2.py); a file that is not an official
+  checkpoint needs `own_weights` (`--own-weights`, `eval.features_own_weights: true`) and is recorded as such.
+
+Each space gives its protocol entries (its name, weights sha256, dimension, preprocessing), which every record
+carries, and the entries it adds to the reference-statistics cache key; Inception adds none, so its cache files and
+numbers are the ones bench computed before spaces existed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bench.errors import BenchError
+from bench.metrics.dinov2 import OFFICIAL_SHA256, PREPROCESSING, load_vit, official_name, preprocess
+from bench.metrics.encoder import load_encoder
+from bench.metrics.inception import FEATURE_DIM, file_sha256
+
+KINDS = ("inception", "encoder", "dinov2")
+SPELLING = "inception, encoder:PATH (from `bench encoder train`) or dinov2:PATH (DINOv2 weights, a local file)"
+OWN_WEIGHTS = "--own-weights (in a suite: eval.features_own_weights: true)"
+
+
+@dataclass(frozen=True)
+class FeatureSpace:
+    kind: str  # one of KINDS
+    path: Path | None = None  # the weights file, resolved; None for Inception (the installed package's)
+    own_weights: bool = False  # dinov2: the user vouches for a file that is not an official checkpoint
+
+    def __str__(self) -> str:
+        return self.kind if self.path is None else f"{self.kind}:{self.path}"
+
+
+INCEPTION = FeatureSpace("inception")
+
+
+def parse_space(text: str | None, own_weights: bool = False) -> FeatureSpace:
+    """`inception`, `encoder:PATH` or `dinov2:PATH` (a relative PATH from the working folder); None is Inception."""
+    text = (text or "inception").strip()
+    kind, _, path = text.partition(":")
+    if kind not in KINDS or (kind == "inception") != (not path):
+        raise BenchError(f"feature space '{text}': use {SPELLING}")
+    if own_weights and kind != "dinov2":
+        raise BenchError(f"own weights (--own-weights, eval.features_own_weights) are for dinov2:PATH only; "
+                         f"'{text}' names its weights itself")
+    if kind == "inception":
+        return INCEPTION
+    return FeatureSpace(kind, Path(path).expanduser().resolve(), own_weights)
+
+
+@dataclass
+class LoadedSpace:
+    net: torch.nn.Module  # preprocessed images -> (B, feature_dim)
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None  # uint8 batch -> input; None: Inception's (FID mode)
+    sha256: str
+    feature_dim: int
+    protocol: dict[str, str]  # features, weights_sha256, feature_dim (+ preprocessing, architecture, weights)
+    cache_fields: dict = field(default_factory=dict)  # added to the reference statistics' cache key
+
+
+def inception_space(net, sha256: str) -> LoadedSpace:
+    return LoadedSpace(net, None, sha256, FEATURE_DIM, {"features": "inception", "weights_sha256": sha256,
+                                                        "feature_dim": str(FEATURE_DIM)})
+
+
+def checked_file(space: FeatureSpace) -> str:
+    """The sha256 of a space's weights file; a missing file, or (dinov2) a file that is not an official checkpoint
+    without own_weights, is one BenchError. Cheap: for a suite's preflight."""
+    if not space.path.is_file():
+        make = "`bench encoder train DATASET --out FILE`" if space.kind == "encoder" else \
+            "download DINOv2's weights (e.g. dinov2_vitb14_pretrain.pth) yourself"
+        raise BenchError(f"{space}: no such file; {make}")
+    sha = file_sha256(space.path)
+    if space.kind == "dinov2" and official_name(sha) is None and not space.own_weights:
+        known = f"{len(OFFICIAL_SHA256)} known" if OFFICIAL_SHA256 else "none verified yet"
+        raise BenchError(f"{space}: sha256 {sha[:16]}... is not an official DINOv2 checkpoint (bench/metrics/"
+                         f"dinov2.py OFFICIAL_SHA256: {known}); if these are weights of your own, pass {OWN_WEIGHTS} "
+                         "and the record says own weights")
+    return sha
+
+
+def load_space(space: FeatureSpace, device="cpu") -> LoadedSpace:
+    """An encoder's or DINOv2's network with its preprocessing and protocol (Inception: evaluate.py's own path)."""
+    sha = checked_file(space)
+    protocol = {"features": space.kind, "weights_sha256": sha, "features_file": str(space.path)}
+    if space.kind == "encoder":
+        encoder = load_encoder(space.path, device)
+        dim = encoder.net.config.feature_dim
+        protocol["features_preprocessing"] = encoder.preprocess.describe()
+        trained = encoder.trained
+        protocol["features_trained"] = ", ".join(f"{k}={trained[k]}" for k in ("dataset", "split", "objective",
+                                                                                 "steps", "seed") if k in trained)
+        loaded = LoadedSpace(encoder.net, encoder.preprocess, sha, dim, protocol)
+    else:
+        vit = load_vit(space.path, device)
+        dim = vit.feature_dim
+        official = official_name(sha)
+        protocol.update(features_preprocessing=PREPROCESSING, features_architecture=vit.architecture,
+                        features_weights=f"official {official}" if official else "own")
+        loaded = LoadedSpace(vit.net, preprocess, sha, dim, protocol)
+    protocol["feature_dim"] = str(dim)
+    loaded.cache_fields = {"features": space.kind, "features_preprocessing": protocol["features_preprocessing"]}
+    return loaded
