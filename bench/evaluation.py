@@ -14,7 +14,7 @@ from bench.metrics.translation import evaluate_translation
 from bench.progress import Console, StepProgress
 from bench.results import BEST_STEP, METRICS, summaries
 from bench.runs import RunOptions
-from bench.streams import evaluation_seed, generator, intra_fid_seed, leak_check_seed, leak_seed
+from bench.streams import bootstrap_seed, evaluation_seed, generator, intra_fid_seed, leak_check_seed, leak_seed
 from bench.suite import Trial
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
         reference = Reference(dataset=trial.dataset.name, split=spec.reference_split, resolution=trial.resolution,
                               n=spec.n_real, options=dict(trial.dataset.options), data_root=options.data_root)
     weights = Path(spec.inception_weights) if spec.inception_weights else None
-    features = parse_space(spec.features, spec.features_own_weights)  # every metric's space: its file checked now
+    features = parse_space(spec.features, bool(spec.features_own_weights))  # every metric's space: its file checked now
     memorized = None  # the memorisation check's splits: all the training images, and real ones never seen
     if "memorization" in spec.metrics:
         memorized = tuple(Reference(dataset=trial.dataset.name, split=split, resolution=trial.resolution,
@@ -66,7 +66,8 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
             result = evaluate_generator(lambda n: method.sample(n, rng), spec.n_fake, reference, metrics=metrics,
                                         mode=spec.mode, device=device, cache_dir=options.cache_dir,
                                         inception_weights=weights, progress=progress, selection=selection,
-                                        memorized=memorized, features=features)
+                                        memorized=memorized, features=features, bootstrap=spec.bootstrap or 0,
+                                        bootstrap_seed=bootstrap_seed(trial.seed))
             values.update(_record(result, tracker, step))
         if "intra_fid" in spec.metrics:
             values.update(_intra_fid(method, trial, reference, tracker, step, device, options, progress, features))
@@ -87,7 +88,9 @@ def _record(result, tracker, step: int) -> dict[str, float]:
             _warned.add(message)
     if tracker is not None:
         tracker.log_metrics(result.values, step=step)
-        tracker.set_tags({f"eval.{k}": v for k, v in result.protocol.items()})
+        # Inception's space is the one a record without eval.features means (as records made before spaces were)
+        tracker.set_tags({f"eval.{k}": v for k, v in result.protocol.items()
+                          if not (k == "features" and v == "inception")})
         if result.unavailable:
             tracker.set_tags({f"eval.unavailable.{k}": v for k, v in result.unavailable.items()})
         if result.warnings:

@@ -104,7 +104,7 @@ def check_evaluation(trial: Trial, data: DataCache) -> None:
         raise BenchError(f"eval.n_fake={spec.n_fake}: FID needs at least 2 generated images")
     if spec.inception_weights and not Path(spec.inception_weights).expanduser().is_file():
         raise BenchError(f"eval.inception_weights: {spec.inception_weights} is not a file")
-    if spec.features != "inception":  # the file exists, and is an official DINOv2 checkpoint or declared own
+    if spec.features is not None:  # the file exists, and is an official DINOv2 checkpoint or declared own
         try:
             checked_file(parse_space(spec.features, spec.features_own_weights))
         except BenchError as err:

@@ -33,6 +33,11 @@ class Metric:
     task: str = "generation"  # or "translation" (image to image, per direction)
     selectable: bool = True  # a name `eval.metrics` accepts
     once: bool = False  # the same at every evaluation (baselines of the data): its keys are summaries themselves
+    # with eval.bootstrap B > 0 (`bench fid --bootstrap B`): the keys whose spread over B resamples of the generated
+    # images' features is logged as <key>_ci_low, <key>_ci_high (interval_keys), and the "module:function" taking a
+    # Scoring and the resamples' counts that gives each key's B values (bench/metrics/bootstrap.py)
+    intervals: tuple[str, ...] = ()
+    bootstrap: str = ""
 
     @property
     def summaries(self) -> tuple[str, ...]:
@@ -43,8 +48,17 @@ class Metric:
         return (*names, *(self.keys if self.once else ()))
 
     @property
+    def interval_keys(self) -> tuple[str, ...]:
+        return tuple(k for key in self.intervals for k in interval_keys(key))
+
+    @property
     def better(self) -> str:
         return "lower is better" if self.lower_is_better else "higher is better"
+
+
+def interval_keys(key: str) -> tuple[str, str]:
+    """The keys of a value's bootstrap 95% interval over generated images (eval.bootstrap): low, high."""
+    return f"{key}_ci_low", f"{key}_ci_high"
 
 
 def summary_name(key: str) -> str:
@@ -61,8 +75,10 @@ def register(metric: Metric) -> Metric:
         raise ValueError(f"metric {metric.name} registered twice")
     if metric.objective and not metric.lower_is_better:
         raise ValueError(f"metric {metric.name}: a tune objective must be lower-is-better (studies minimise)")
-    taken = {k for m in METRICS.values() for k in (*m.keys, *m.summaries)}
-    clash = taken & {*metric.keys, *metric.summaries}
+    if not set(metric.intervals) <= set(metric.keys) or bool(metric.intervals) != bool(metric.bootstrap):
+        raise ValueError(f"metric {metric.name}: intervals must be some of its keys, with a bootstrap function")
+    taken = {k for m in METRICS.values() for k in (*m.keys, *m.summaries, *m.interval_keys)}
+    clash = taken & {*metric.keys, *metric.summaries, *metric.interval_keys}
     if clash:
         raise ValueError(f"metric {metric.name}: {sorted(clash)[0]} is another metric's name")
     METRICS[metric.name] = metric
@@ -71,7 +87,7 @@ def register(metric: Metric) -> Metric:
 
 FID = register(Metric(
     "fid", ("fid",), "FID", final=("fid",), best=True, objective=True, console=True,
-    compute="bench.metrics.evaluate:score_fid"))
+    compute="bench.metrics.evaluate:score_fid", intervals=("fid",), bootstrap="bench.metrics.bootstrap:fid"))
 # the headline: the report's first table, the best row, the significance tests and the tuning tables
 HEADLINE, BEST, BEST_STEP = FID.summaries
 # with eval.select_split, the FID of the same samples against that split: it picks the best step, whose FID (against
@@ -80,18 +96,21 @@ SELECTION = register(Metric("fid_select", ("fid_select",), "FID on the selection
 SELECT = SELECTION.keys[0]
 register(Metric(
     "kid", ("kid_mean", "kid_std"), "KID", final=("kid_mean",), objective=True, decimals=4, features=True,
-    compute="bench.metrics.evaluate:score_kid",
+    compute="bench.metrics.evaluate:score_kid", intervals=("kid_mean",), bootstrap="bench.metrics.bootstrap:kid",
     table="Final KID (kernel inception distance, unbiased, from the same Inception features as FID): "
           + _INTERVAL.format(best="lowest")))
 register(Metric(
     "prdc", ("precision", "recall", "density", "coverage"), "precision/recall/density/coverage",
-    lower_is_better=False, features=True, compute="bench.metrics.evaluate:score_prdc"))
+    lower_is_better=False, features=True, compute="bench.metrics.evaluate:score_prdc",
+    # recall is left out: the generated set's own k-NN radii collapse on a resample's repeated images
+    intervals=("precision", "density", "coverage"), bootstrap="bench.metrics.bootstrap:prdc"))
 register(Metric(
     "is", ("is_mean", "is_std"), "Inception Score", lower_is_better=False,
     compute="bench.metrics.evaluate:score_inception"))
 register(Metric(
     "authpct", ("authpct",), "AuthPct", final=("authpct",), lower_is_better=False, features=True, decimals=1,
-    compute="bench.metrics.authenticity:score_authpct", section="AuthPct: does a model return its training images?",
+    compute="bench.metrics.authenticity:score_authpct", intervals=("authpct",),
+    bootstrap="bench.metrics.bootstrap:authpct", section="AuthPct: does a model return its training images?",
     table="AuthPct (Alaa et al. 2022, the dgm-eval / fls implementation): the share (%) of generated images "
           "farther from their nearest reference image than that image is from its own nearest reference "
           "neighbour, in Inception space; 100 = none sits closer to a training image than the training images "
@@ -221,4 +240,9 @@ def column_order() -> list[str]:
     """The metric columns the tidy table puts first (the others follow by name): each step's values of the
     feature-space metrics, then their summaries."""
     first = computed()
-    return [k for m in first for k in m.keys] + [s for m in first for s in m.summaries]
+    return ([k for m in first for k in (*m.keys, *m.interval_keys)] + [s for m in first for s in m.summaries])
+
+
+def bootstrapped() -> list[Metric]:
+    """The metrics with a bootstrap interval over generated images (eval.bootstrap)."""
+    return [m for m in METRICS.values() if m.intervals]

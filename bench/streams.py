@@ -17,6 +17,8 @@ that already exists: draws shared between two purposes make one depend on how of
 | leak         | seed + 3,000,003                              | the latents of the leak check's samples               |
 | leak_check   | seed + 4,000,003                              | its orientation classifier: initial weights, batches  |
 |              |                                               | and rotations                                         |
+| bootstrap    | seed + 5,000,003                              | eval.bootstrap's resamples of the generated images'   |
+|              |                                               | features: the same at every evaluation step           |
 | grid         | sha256("<suite>/<dataset>")[:8]               | the latents (or test inputs) of sample grids: the     |
 |              |                                               | same for every trial of a suite and dataset           |
 | grid_noise   | 0                                             | StyleGAN's per-pixel noise in sample grids: one fixed |
@@ -33,6 +35,7 @@ EVALUATION_OFFSET = 1_000_003  # a prime: far from any seed a suite lists, so no
 INTRA_FID_OFFSET = 2_000_003
 LEAK_OFFSET = 3_000_003
 LEAK_CHECK_OFFSET = 4_000_003
+BOOTSTRAP_OFFSET = 5_000_003
 TPE_STRIDE = 1_000_003
 
 
@@ -58,6 +61,10 @@ def leak_seed(seed: int) -> int:
 
 def leak_check_seed(seed: int) -> int:
     return seed + LEAK_CHECK_OFFSET
+
+
+def bootstrap_seed(seed: int) -> int:
+    return seed + BOOTSTRAP_OFFSET
 
 
 def grid_seed(suite: str, dataset: str) -> int:

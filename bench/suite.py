@@ -114,23 +114,37 @@ class EvalSpec(Strict):
                                                             "Inception Score; a machine path, not identity")
     n_per_class: int = added(128, gt=1, description="generated images per class for intra_fid (conditional "
                                                    "methods: the FID of each class against its real images)")
-    features: str = added("inception", description="the feature space every metric measures in: inception, "
-                                                   "encoder:PATH (from `bench encoder train`) or dinov2:PATH (DINOv2 "
-                                                   "weights, a local file); bench/metrics/spaces.py")
-    features_own_weights: bool = added(False, description="dinov2:PATH holds weights that are not an official "
-                                                          "DINOv2 checkpoint, and the records say so")
+    # Settings added after records existed: unset (None) they are neither part of a trial's key nor logged as
+    # params, so earlier records, reports and keys stay as they were; `inception`, False and 0 mean unset.
+    features: str | None = added(None, description="the feature space every metric measures in: inception (the "
+                                                    "default), encoder:PATH (from `bench encoder train`) or "
+                                                    "dinov2:PATH (DINOv2 weights, a local file); "
+                                                    "bench/metrics/spaces.py")
+    features_own_weights: bool | None = added(None, description="dinov2:PATH holds weights that are not an "
+                                                                "official DINOv2 checkpoint, and the records say so")
+    bootstrap: int | None = added(None, ge=0, description="resamples of each evaluation's generated features (e.g. "
+                                                         "1000) for the 95% intervals <key>_ci_low/_ci_high of fid, "
+                                                         "kid, precision, density, coverage and authpct; 0: none "
+                                                         "(bench/metrics/bootstrap.py)")
 
     @field_validator("features")
     @classmethod
-    def _known_space(cls, value: str) -> str:
+    def _known_space(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         kind, _, path = value.partition(":")
         if kind not in ("inception", "encoder", "dinov2") or (kind == "inception") != (not path.strip()):
             raise ValueError(f"unknown feature space '{value}'; use inception, encoder:PATH or dinov2:PATH")
-        return value
+        return None if kind == "inception" else value
+
+    @field_validator("features_own_weights", "bootstrap")
+    @classmethod
+    def _unset_when_off(cls, value):
+        return value or None
 
     @model_validator(mode="after")
     def _own_weights_of_dinov2(self):
-        if self.features_own_weights and not self.features.startswith("dinov2:"):
+        if self.features_own_weights and not (self.features or "").startswith("dinov2:"):
             raise ValueError("features_own_weights is for features: dinov2:PATH only")
         return self
 

@@ -20,7 +20,7 @@ from bench.metrics.inception import file_sha256
 from bench.metrics.spaces import parse_space
 from bench.suite import EvalSpec
 from tests.conftest import REPO, bench_cli
-from tests.support import make_trial, mlflow_runs, one_line_error
+from tests.support import RecordingTracker, make_trial, mlflow_runs, one_line_error
 
 DIGITS_ENCODER = REPO / "bench" / "references" / "encoders" / "digits.pt"
 
@@ -114,6 +114,32 @@ def test_inception_stays_the_default_and_leaves_trial_keys_as_they_were():
     assert "features" not in plain.identity()["eval"]
     assert named.key == plain.key != encoded.key
 
+
+
+def test_the_new_settings_left_at_their_defaults_leave_records_as_they_were():
+    """Unset, `features`, `features_own_weights` and `bootstrap` add no MLflow param and Inception adds no
+    eval.features tag: a report of new Inception trials reads as one of trials recorded before they existed."""
+    from bench.evaluation import _record
+    from bench.metrics.base import EvalResult
+
+    spelled = EvalSpec(metrics=[], features="inception", features_own_weights=False, bootstrap=0)
+    assert spelled == EvalSpec(metrics=[])
+    flat = make_trial("dcgan", 16).model_copy(update={"eval": spelled}).flat()
+    assert not {"eval.features", "eval.features_own_weights", "eval.bootstrap"} & set(flat), sorted(flat)
+
+    class Tags(RecordingTracker):
+        def __init__(self):
+            super().__init__()
+            self.tags = {}
+
+        def set_tags(self, tags):
+            self.tags.update(tags)
+
+    tracker = Tags()
+    _record(EvalResult(values={"fid": 1.0}, protocol={"features": "inception", "feature_dim": "2048"}), tracker, 1)
+    assert tracker.tags == {"eval.feature_dim": "2048"}
+    _record(EvalResult(values={"fid": 1.0}, protocol={"features": "encoder", "feature_dim": "64"}), tracker, 1)
+    assert tracker.tags["eval.features"] == "encoder"
 
 SUITE = """
 name: spaces

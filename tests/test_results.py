@@ -52,6 +52,10 @@ def test_a_metric_cannot_take_another_metrics_name_or_be_a_higher_is_better_obje
         results.register(Metric("kid2", ("kid_mean",), "KID again", final=("kid_mean",)))
     with pytest.raises(ValueError, match="studies minimise"):
         results.register(Metric("up", ("up",), "Up", final=("up",), objective=True, lower_is_better=False))
+    with pytest.raises(ValueError, match="intervals must be some of its keys"):
+        results.register(Metric("wide", ("wide",), "Wide", intervals=("narrow",), bootstrap="m:f"))
+    with pytest.raises(ValueError, match="fid_ci_low is another metric's name"):
+        results.register(Metric("fid_ci", ("fid_ci_low",), "FID's low end"))
 
 
 def test_a_new_metric_is_one_entry_and_evaluation_the_suite_and_bench_fid_take_it(monkeypatch):
@@ -78,7 +82,7 @@ def score_spread(s) -> None:  # the stand-in's function (tests above)
 
 def test_result_names_are_written_in_the_registry_and_the_records_contract_only():
     """`"fid_final"` and its kind: a name in quotes anywhere else in bench/ is a second owner of it."""
-    names = {n for m in METRICS.values() for n in (*m.keys, *m.summaries) if "_" in n}
+    names = {n for m in METRICS.values() for n in (*m.keys, *m.summaries, *m.interval_keys) if "_" in n}
     alternatives = "|".join(sorted(map(re.escape, names), key=len, reverse=True))
     pattern = re.compile(f"[\"']({alternatives})[\"']")
     owners = {"bench/results.py"}
@@ -98,8 +102,9 @@ def test_result_names_are_written_in_the_registry_and_the_records_contract_only(
     assert {k: v for k, v in found.items() if k not in writers} == {}
     records = (ROOT / "docs" / "records.md").read_text(encoding="utf-8")
     records += records.replace("<d>", "a2b") + records.replace("<d>", "b2a")  # per direction: fid_<d>_final
-    missing = [n for m in METRICS.values() for n in m.summaries if n not in records and not m.once]
-    assert missing == []  # every summary a trial logs is in the records contract
+    missing = [n for m in METRICS.values() for n in (*m.summaries, *m.interval_keys)
+               if n not in records and not m.once]
+    assert missing == []  # every summary and bootstrap interval a trial logs is in the records contract
 
 
 def test_authpct_is_zero_for_copies_and_high_for_independent_samples():

@@ -16,11 +16,16 @@ from bench.metrics.base import Scoring
 from bench.metrics.neighbours import knn_radii, nearest
 
 
-def authpct(feats_real: np.ndarray, feats_fake: np.ndarray) -> float:
-    """The percentage (0-100) of generated samples that are authentic with respect to the real ones."""
+def authentic(feats_real: np.ndarray, feats_fake: np.ndarray) -> np.ndarray:
+    """Per generated sample: 1.0 where it is authentic with respect to the real ones, else 0.0."""
     own = knn_radii(feats_real, (1,))[1]  # each real sample's distance to its nearest other real sample
     dist, index = nearest(feats_fake, feats_real)
-    return float((own[index] < dist).double().mean() * 100)
+    return (own[index] < dist).double().numpy()
+
+
+def authpct(feats_real: np.ndarray, feats_fake: np.ndarray) -> float:
+    """The percentage (0-100) of generated samples that are authentic with respect to the real ones."""
+    return float(authentic(feats_real, feats_fake).mean() * 100)
 
 
 def score_authpct(s: Scoring) -> None:

@@ -18,7 +18,7 @@ import typer
 
 from bench.devices import resolve
 from bench.errors import BenchError
-from bench.results import computed
+from bench.results import bootstrapped, computed, interval_keys
 
 
 @dataclass
@@ -108,6 +108,10 @@ def _format(result) -> dict[str, Any]:
             if key not in v or (key.endswith("_std") and f"{key.removesuffix('_std')}_mean" in metric.keys):
                 continue
             out[stem] = {"mean": v[key], "std": v.get(f"{stem}_std")} if stem != key else v[key]
+    intervals = {key: [v[low], v[high]] for metric in bootstrapped() for key in metric.intervals
+                 for low, high in [interval_keys(key)] if low in v}
+    if intervals:  # only with --bootstrap: each value's 95% interval over resampled generated images
+        out["intervals"] = intervals
     out["protocol"] = {k: int(s) if s.isdigit() else s for k, s in result.protocol.items()}
     out["warnings"] = result.warnings
     out["unavailable"] = result.unavailable
@@ -127,7 +131,7 @@ def fid_command(
     batch_size: int = typer.Option(50, help="images per Inception batch (does not change the result)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
     data_root: Path | None = typer.Option(None, help="root of on-disk datasets (default: $BENCH_DATA or ./data)"),
-    seed: int = typer.Option(0, help="seed of the latents for runs:<key>"),
+    seed: int = typer.Option(0, help="seed of the latents for runs:<key> (and of --bootstrap's resamples)"),
     inception_weights: Path | None = typer.Option(
         None, help="full Inception (NVIDIA's inception-2015-12-05.pt) for the Inception Score; implies --is"),
     resolution: int | None = typer.Option(
@@ -135,14 +139,19 @@ def fid_command(
     inception_score: bool = typer.Option(False, "--is", help="also the Inception Score (needs --inception-weights)"),
     features: str = typer.Option("inception", help=FEATURES_HELP),
     own_weights: bool = typer.Option(False, "--own-weights", help=OWN_WEIGHTS_HELP),
+    bootstrap: int = typer.Option(0, help="resample the evaluated images' features this many times (e.g. 1000) and "
+                                          "print each metric's 95% interval over them; the reference is fixed"),
 ) -> None:
     """FID between a reference and an evaluated set of images, printed with its protocol."""
     import torch
 
     # loaded when FID is computed, not for every `bench` command
     from bench.metrics.base import Reference
+    from bench.metrics.bootstrap import check_resamples
     from bench.metrics.evaluate import evaluate_generator, evaluate_images
+    from bench.streams import bootstrap_seed
 
+    check_resamples(bootstrap, "--bootstrap")
     space = _space(features, own_weights)
     ref, fake = parse_side(a), parse_side(b)
     if ref.kind == "run":
@@ -177,7 +186,7 @@ def fid_command(
     else:
         reference = Reference(f"{ref.kind}:{ref.value}", n=n)
     common = dict(metrics=metrics, mode=mode, device=dev, batch_size=batch_size, inception_weights=inception_weights,
-                  progress=_progress(), features=space)
+                  progress=_progress(), features=space, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed(seed))
     if fake.kind == "run":
         rng = torch.Generator().manual_seed(seed)
         result = evaluate_generator(lambda k: sample(k, rng), n or trial_eval.get("n_fake", 2048), reference,
@@ -202,13 +211,17 @@ def _print(result, json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps(out, indent=2))
         return
+    intervals = out.get("intervals", {})
     for name, value in out.items():
-        if name in ("protocol", "warnings", "unavailable"):
+        if name in ("protocol", "warnings", "unavailable", "intervals"):
             continue
         if isinstance(value, dict):
             shown = f"{value['mean']:.6g}" + (f" ± {value['std']:.2g}" if value["std"] is not None else "")
         else:
             shown = f"{value:.6g}"
+        spread = intervals.get(name) or intervals.get(f"{name}_mean")
+        if spread:
+            shown += f"  95% interval over resampled generated images [{spread[0]:.6g}, {spread[1]:.6g}]"
         typer.echo(f"{name:<10} {shown}")
     for name, reason in result.unavailable.items():
         typer.echo(f"{name:<10} unavailable: {reason}")

@@ -12,6 +12,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.metrics.base import RELIABLE_N, EvalResult, ProgressCallback, Reference, Scoring
+from bench.metrics.bootstrap import LEVEL, add_intervals, check_resamples
 from bench.metrics.features import (
     FeatureExtractor,
     Features,
@@ -28,7 +29,7 @@ from bench.metrics.memorization import pixel_vectors
 from bench.metrics.prdc import DC_K, PR_K, prdc
 from bench.metrics.reference import describe, folder_files, reference_images, reference_stats, resolution_tag
 from bench.metrics.spaces import INCEPTION, FeatureSpace, LoadedSpace, inception_space, load_space
-from bench.results import METRICS, SELECT, computed
+from bench.results import METRICS, SELECT, computed, interval_keys
 
 
 def check_metrics(metrics: Sequence[str]) -> list[str]:
@@ -51,23 +52,27 @@ def evaluate_generator(sample: Callable[[int], torch.Tensor], n_fake: int, refer
                        cache_dir: Path | None = None, inception_weights: Path | None = None,
                        progress: ProgressCallback | None = None, selection: Reference | None = None,
                        memorized: tuple[Reference, Reference] | None = None,
-                       features: FeatureSpace = INCEPTION) -> EvalResult:
+                       features: FeatureSpace = INCEPTION, bootstrap: int = 0,
+                       bootstrap_seed: int = 0) -> EvalResult:
     """Metrics of `n_fake` images from `sample(k)` ((k, C, H, W) in [-1, 1]; the caller seeds it) vs `reference`;
     with `selection`, also `fid_select`: the same images' FID against that other reference (the split that picks a
     trial's best step, eval.select_split); `memorized`: (the training split, the held-out split) of the
-    memorisation check; `features`: the space every metric measures in (bench/metrics/spaces.py)."""
+    memorisation check; `features`: the space every metric measures in (bench/metrics/spaces.py); `bootstrap`:
+    resamples of the generated features for each metric's 95% interval (bench/metrics/bootstrap.py; 0: none)."""
     if n_fake < 2:
         raise BenchError(f"n_fake={n_fake}: FID needs at least 2 generated images")
     return _evaluate(lambda: sampler_batches(sample, n_fake, batch_size), n_fake, reference, metrics, mode, device,
-                     batch_size, cache_dir, inception_weights, progress, selection, memorized, features)
+                     batch_size, cache_dir, inception_weights, progress, selection, memorized, features,
+                     bootstrap, bootstrap_seed)
 
 
 def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Sequence[str] = ("fid",),
                     mode: str = "clean", device="cpu", batch_size: int = 50, cache_dir: Path | None = None,
                     inception_weights: Path | None = None, n_fake: int | None = None,
-                    progress: ProgressCallback | None = None, features: FeatureSpace = INCEPTION) -> EvalResult:
+                    progress: ProgressCallback | None = None, features: FeatureSpace = INCEPTION,
+                    bootstrap: int = 0, bootstrap_seed: int = 0) -> EvalResult:
     """Metrics of a tensor of images in [-1, 1] (or uint8), or of an image folder (its first `n_fake` after a
-    seeded shuffle), vs `reference`."""
+    seeded shuffle), vs `reference`; `bootstrap` as in evaluate_generator."""
     if isinstance(fake, str | Path):
         files = folder_files(Path(fake), n_fake)
         batches = lambda: file_batches(files, batch_size)  # noqa: E731
@@ -77,7 +82,7 @@ def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Se
         batches = lambda: tensor_batches(images, batch_size)  # noqa: E731
         total = len(images)
     return _evaluate(batches, total, reference, metrics, mode, device, batch_size, cache_dir, inception_weights,
-                     progress, features=features)
+                     progress, features=features, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed)
 
 
 def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, reference: Reference,
@@ -85,8 +90,9 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
               inception_weights: Path | None, progress: ProgressCallback | None,
               selection: Reference | None = None,
               memorized: tuple[Reference, Reference] | None = None,
-              features: FeatureSpace = INCEPTION) -> EvalResult:
+              features: FeatureSpace = INCEPTION, bootstrap: int = 0, bootstrap_seed: int = 0) -> EvalResult:
     metrics, mode, device = check_metrics(metrics), check_mode(mode), torch.device(device)
+    check_resamples(bootstrap)
     if batch_size < 1:
         raise BenchError(f"batch size {batch_size}: must be at least 1")
     # the evaluated side first: when it is unusable, say so before the network loads and the reference pass runs
@@ -112,10 +118,6 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
     protocol = {"n_real": str(n_real if n_real is not None else "unknown"), "n_fake": str(len(fake)),
                 "reference": describe(reference), "resolution": resolution_tag(reference), "mode": mode,
                 **space.protocol}
-    for name, count in (("n_fake", len(fake)), ("n_real", n_real)):
-        if count is not None and count < RELIABLE_N and "fid" in metrics:
-            warnings.append(f"{name}={count} < {RELIABLE_N}: FID is biased upward at this n; compare FIDs only at "
-                            "equal n_real and n_fake, and prefer KID (unbiased at any n)")
     scoring = Scoring(ref, fake, classifier, protocol=protocol)
     if need_pixels:
         scoring.fake_pixels = np.concatenate(fake_pixels)
@@ -123,6 +125,16 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
                           cache_dir, progress)
     for name in metrics:
         scorer(name)(scoring)
+    if bootstrap:
+        add_intervals(scoring, metrics, bootstrap, bootstrap_seed)
+    fid_key = METRICS["fid"].keys[0]
+    for name, count in (("n_fake", len(fake)), ("n_real", n_real)):
+        if count is not None and count < RELIABLE_N and "fid" in metrics:
+            low, high = (scoring.values.get(k) for k in interval_keys(fid_key))
+            spread = ("" if low is None or name != "n_fake" else
+                      f"; its bootstrap {LEVEL}% interval over generated images is [{low:.4g}, {high:.4g}]")
+            warnings.append(f"{name}={count} < {RELIABLE_N}: FID is biased upward at this n{spread}; compare FIDs "
+                            "only at equal n_real and n_fake, and prefer KID (unbiased at any n)")
     if selection is not None:  # the same generated features against the split that picks the best step
         chosen, _, more = reference_stats(selection, mode, extractor, weights_sha,
                                           batch_size, cache_dir, False, progress=progress)

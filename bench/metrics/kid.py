@@ -69,3 +69,27 @@ def kernel_inception_distance(feats_real: np.ndarray, feats_fake: np.ndarray, su
     values = kid_subset_values(feats_real, feats_fake, subsets, max_subset_size, seed)
     m = min(len(feats_real), len(feats_fake), max_subset_size)
     return float(values.mean()), float(values.std()), m
+
+
+def kid_replicate_shifts(feats_real: np.ndarray, feats_fake: np.ndarray, counts: np.ndarray,
+                         block: int = 4096) -> np.ndarray:
+    """For each resample of the generated features (resample b holds feature i counts[b, i] times): how much the
+    full-sample unbiased MMD² (the same kernel as KID, every generated image against every reference image) moves
+    from the original set's. Pairs of two copies of one image are left out of the generated side's within-set term
+    (they are not two draws), so the shifts centre near 0; the reference side's term is fixed and cancels."""
+    real = torch.as_tensor(np.asarray(feats_real), dtype=torch.float64)
+    fake = torch.as_tensor(np.asarray(feats_fake), dtype=torch.float64)
+    n = fake.shape[0]
+    c = torch.as_tensor(counts, dtype=torch.float64).reshape(-1, n)
+    within = _kernel(fake, fake)
+    between = torch.zeros(n, dtype=torch.float64)  # each generated feature's mean kernel value with the reference
+    for start in range(0, real.shape[0], block):
+        between += _kernel(fake, real[start:start + block]).sum(dim=1)
+    between /= real.shape[0]
+    diag = within.diagonal()
+
+    def term(w: torch.Tensor) -> torch.Tensor:  # (within-set pairs of distinct images) - 2 (between sets)
+        pairs = ((w @ within) * w).sum(dim=1) - (w * w) @ diag
+        return pairs / (n * n - (w * w).sum(dim=1)) - 2 * (w @ between) / n
+
+    return (term(c) - term(torch.ones(1, n, dtype=torch.float64))).numpy()

@@ -45,3 +45,31 @@ def prdc(feats_real: np.ndarray, feats_fake: np.ndarray, pr_k: int = PR_K, dc_k:
         "density": float(real_balls_per_fake.mean() / dc_k),
         "coverage": float(real_ball_has_fake.double().mean()),
     }
+
+
+def prdc_replicates(feats_real: np.ndarray, feats_fake: np.ndarray, counts: np.ndarray, pr_k: int = PR_K,
+                    dc_k: int = DC_K) -> dict[str, np.ndarray]:
+    """precision, density and coverage of each resample of the generated set (resample b holds generated sample i
+    counts[b, i] times), from one pass over the real-to-generated distances: the real balls do not move, so
+    precision and density are means of per-sample values and coverage asks, per real ball, whether the resample
+    kept a sample inside it. Recall is not resampled: it needs the generated set's own k-NN radii, which collapse
+    to 0 around an image the resample repeats more than k times."""
+    real, fake = float64(feats_real), float64(feats_fake)
+    n = fake.shape[0]
+    c = torch.as_tensor(counts, dtype=torch.float64).reshape(-1, n)
+    real_radii = knn_radii(real, tuple(sorted({pr_k, dc_k})))
+    fake_sq = (fake * fake).sum(dim=1)
+    in_real_ball = torch.zeros(n, dtype=torch.bool)
+    balls_per_fake = torch.zeros(n, dtype=torch.float64)
+    covered = torch.zeros(c.shape[0], dtype=torch.float64)  # real balls holding a sample of the resample
+    step = block_rows(max(n, c.shape[0]))
+    for start in range(0, real.shape[0], step):
+        rows = slice(start, start + step)
+        d = distances(real[rows], fake, fake_sq)
+        in_real_ball |= (d < real_radii[pr_k][rows, None]).any(dim=0)
+        inside = d < real_radii[dc_k][rows, None]  # (real block, fake)
+        balls_per_fake += inside.sum(dim=0)
+        covered += ((inside.double() @ c.T) > 0).sum(dim=0)
+    return {"precision": (c @ in_real_ball.double() / n).numpy(),
+            "density": (c @ balls_per_fake / n / dc_k).numpy(),
+            "coverage": (covered / real.shape[0]).numpy()}
