@@ -570,3 +570,10 @@ def test_a_bad_report_test_is_a_bench_error(values, message):
 
     with pytest.raises(BenchError, match=message):
         suite_test(pd.DataFrame({"report.test": values}))
+
+
+def test_a_hyperparameter_left_at_its_default_is_named_so_in_a_row_label():
+    from bench.report.tables import describe
+
+    run = pd.Series({"params.augment": "ada", "params.lecam": math.nan})
+    assert describe(run, ["params.augment", "params.lecam"]) == "augment=ada, lecam=default"

@@ -82,7 +82,13 @@ def row_names(trials: pd.DataFrame, param_columns: list[str]) -> pd.Series:
 
 
 def describe(run: pd.Series, keys: list[str]) -> str:
-    return ", ".join(f"{k.removeprefix('params.')}={_text(run[k])}" for k in keys)
+    """`augment=ada, lecam=default`: a hyperparameter without a recorded value was left at its method's default
+    (settings added to a method are recorded only when set, so that earlier trials keep their keys)."""
+    return ", ".join(f"{k.removeprefix('params.')}={'default' if _missing(run[k]) else _text(run[k])}" for k in keys)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _text(value) -> str:
