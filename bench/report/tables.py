@@ -92,7 +92,7 @@ def _missing(value) -> bool:
 
 
 def _text(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "None"
     if isinstance(value, float):
         return f"{value:g}"
