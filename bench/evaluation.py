@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from bench.metrics import Reference, evaluate_generator, evaluate_per_class
-from bench.metrics.spaces import parse_space
+from bench.metrics.spaces import eval_spaces
 from bench.metrics.translation import evaluate_translation
 from bench.progress import Console, StepProgress
-from bench.results import BEST_STEP, METRICS, summaries
+from bench.results import ALSO, BEST_STEP, METRICS, summaries
 from bench.runs import RunOptions
 from bench.streams import bootstrap_seed, evaluation_seed, generator, intra_fid_seed, leak_check_seed, leak_seed
 from bench.suite import Trial
@@ -31,7 +31,8 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
         reference = Reference(dataset=trial.dataset.name, split=spec.reference_split, resolution=trial.resolution,
                               n=spec.n_real, options=dict(trial.dataset.options), data_root=options.data_root)
     weights = Path(spec.inception_weights) if spec.inception_weights else None
-    features = parse_space(spec.features, bool(spec.features_own_weights))  # every metric's space: its file checked now
+    # every metric's feature space, and the further ones of FD
+    features, also = eval_spaces(spec.features, spec.also_features, spec.features_own_weights)
     memorized = None  # the memorisation check's splits: all the training images, and real ones never seen
     if "memorization" in spec.metrics:
         memorized = tuple(Reference(dataset=trial.dataset.name, split=split, resolution=trial.resolution,
@@ -59,6 +60,8 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
                                           held_out.paired, reference, n=spec.n_fake, mode=spec.mode, device=device,
                                           cache_dir=options.cache_dir, metrics=tuple(metrics), progress=progress,
                                           features=features)
+            result.unavailable.update({ALSO[s.kind].name: "further feature spaces (eval.also_features) are not "
+                                       "computed for translation" for s in also})
             values.update(_record(result, tracker, step))
             metrics = []
         if metrics:
@@ -67,7 +70,7 @@ def make_evaluator(trial: Trial, tracker, device: torch.device, options: RunOpti
                                         mode=spec.mode, device=device, cache_dir=options.cache_dir,
                                         inception_weights=weights, progress=progress, selection=selection,
                                         memorized=memorized, features=features, bootstrap=spec.bootstrap or 0,
-                                        bootstrap_seed=bootstrap_seed(trial.seed))
+                                        bootstrap_seed=bootstrap_seed(trial.seed), also=also)
             values.update(_record(result, tracker, step))
         if "intra_fid" in spec.metrics:
             values.update(_intra_fid(method, trial, reference, tracker, step, device, options, progress, features))

@@ -25,7 +25,7 @@ from bench.batches import DataCache, data_shape
 from bench.data import ImageSet, PairSet, available_splits
 from bench.errors import BenchError
 from bench.methods import get_method
-from bench.metrics.spaces import checked_file, parse_space
+from bench.metrics.spaces import checked_file, eval_spaces
 from bench.suite import Trial
 
 _MARGIN_BYTES = 64 << 20  # sample grids, status files, MLflow's copy of a small final checkpoint
@@ -104,9 +104,12 @@ def check_evaluation(trial: Trial, data: DataCache) -> None:
         raise BenchError(f"eval.n_fake={spec.n_fake}: FID needs at least 2 generated images")
     if spec.inception_weights and not Path(spec.inception_weights).expanduser().is_file():
         raise BenchError(f"eval.inception_weights: {spec.inception_weights} is not a file")
-    if spec.features is not None:  # the file exists, and is an official DINOv2 checkpoint or declared own
+    if spec.features is not None or spec.also_features:  # each file exists, is official DINOv2 or declared own
         try:
-            checked_file(parse_space(spec.features, spec.features_own_weights))
+            primary, also = eval_spaces(spec.features, spec.also_features, spec.features_own_weights)
+            for space in (primary, *also):
+                if space.path is not None:
+                    checked_file(space)
         except BenchError as err:
             raise BenchError(f"eval.features: {err}") from None
     if spec.reference_stats:

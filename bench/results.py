@@ -141,6 +141,20 @@ register(Metric(
           "turn by an orientation classifier trained on real images (leak_rotation; real images score "
           "leak_rotation_real), at the last evaluation; leak_cutout (images with a DiffAugment-filled square) and "
           "the real images' shares are in tables/tidy.csv. " + _INTERVAL.format(best="lowest")))
+# eval.also_features (`bench fid --also-features`): the same generated images measured again in further feature
+# spaces, one per kind: FD (the Fréchet distance, FID's formula) in each, under the space's kind. Only FD: KID's
+# cubic kernel (x.y/d + 1)^3 is scaled for Inception's features, and an encoder's larger ones make it noise. The
+# spaces' files' sha256 are protocol entries eval.fd_<kind>.weights_sha256 (bench/metrics/evaluate.py).
+ALSO_KINDS = ("inception", "encoder", "dinov2")
+_SPACE_TITLES = {"inception": "Inception", "encoder": "the encoder's", "dinov2": "DINOv2's"}
+ALSO = {kind: register(Metric(
+    f"fd_{kind}", (f"fd_{kind}",), f"FD in {_SPACE_TITLES[kind]} space", final=(f"fd_{kind}",), selectable=False,
+    section=f"A second feature space: FD in {_SPACE_TITLES[kind]} space",
+    table=f"FD_{kind} (eval.also_features: {kind}{'' if kind == 'inception' else ':...'}): the Fréchet distance "
+          "(FID's formula) of the same generated images as the FID table, against the same reference images, in "
+          f"{_SPACE_TITLES[kind]} feature space; the protocol table names its weights' sha256 (eval.fd_{kind}.*). "
+          "A ranking both spaces agree on does not hinge on ImageNet's features. "
+          + _INTERVAL.format(best="lowest"))) for kind in ALSO_KINDS}
 TRANSLATION_FID = register(Metric(
     "translation_fid", ("fid_a2b", "fid_b2a"), "FID per direction", final=("fid_a2b", "fid_b2a"), console=True,
     task="translation", selectable=False))

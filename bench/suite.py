@@ -120,6 +120,9 @@ class EvalSpec(Strict):
                                                     "default), encoder:PATH (from `bench encoder train`) or "
                                                     "dinov2:PATH (DINOv2 weights, a local file); "
                                                     "bench/metrics/spaces.py")
+    also_features: list[str] | None = added(None, description="further feature spaces, at most one of each kind "
+                                                              "(e.g. [encoder:digits]): the same generated images' "
+                                                              "FD in each, logged as fd_<kind>")
     features_own_weights: bool | None = added(None, description="dinov2:PATH holds weights that are not an "
                                                                 "official DINOv2 checkpoint, and the records say so")
     bootstrap: int | None = added(None, ge=0, description="resamples of each evaluation's generated features (e.g. "
@@ -137,6 +140,15 @@ class EvalSpec(Strict):
             raise ValueError(f"unknown feature space '{value}'; use inception, encoder:PATH or dinov2:PATH")
         return None if kind == "inception" else value
 
+    @field_validator("also_features")
+    @classmethod
+    def _known_spaces(cls, value: list[str] | None) -> list[str] | None:
+        kinds = [cls._known_space(text) or "inception" for text in value or ()]
+        kinds = [k.partition(":")[0] for k in kinds]
+        if len(set(kinds)) < len(kinds):
+            raise ValueError(f"also_features {value}: at most one space of each kind (FD in it is fd_<kind>)")
+        return value or None
+
     @field_validator("features_own_weights", "bootstrap")
     @classmethod
     def _unset_when_off(cls, value):
@@ -144,8 +156,13 @@ class EvalSpec(Strict):
 
     @model_validator(mode="after")
     def _own_weights_of_dinov2(self):
-        if self.features_own_weights and not (self.features or "").startswith("dinov2:"):
-            raise ValueError("features_own_weights is for features: dinov2:PATH only")
+        named = [self.features or "", *(self.also_features or ())]
+        if self.features_own_weights and not any(t.startswith("dinov2:") for t in named):
+            raise ValueError("features_own_weights is for a dinov2:PATH in features or also_features only")
+        primary = (self.features or "inception").partition(":")[0]
+        if any(t.partition(":")[0] == primary for t in self.also_features or ()):
+            raise ValueError(f"also_features repeats the kind of features ({primary}): every metric is already "
+                             "measured in that space")
         return self
 
     @field_validator("metrics")

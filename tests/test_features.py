@@ -162,7 +162,7 @@ def test_a_suite_in_the_encoders_space_logs_fd_and_kid_with_the_space_in_its_tag
     assert {"fid", "kid_mean", "fid_final"} <= set(run.data.metrics)
     tags = run.data.tags
     assert tags["eval.features"] == "encoder" and tags["eval.weights_sha256"] == file_sha256(DIGITS_ENCODER)
-    assert tags["eval.feature_dim"] == "64" and tags["eval.features_file"] == str(DIGITS_ENCODER)
+    assert tags["eval.feature_dim"] == "64" and tags["eval.features_file"] == "bench/references/encoders/digits.pt"
 
 
 def tiny_vit(path: Path) -> Path:
@@ -216,3 +216,71 @@ def test_an_unlabelled_folder_gets_a_self_supervised_encoder_whose_features_diff
 def test_an_unknown_feature_space_is_one_line(tmp_path):
     line = one_line_error(bench_cli("fid", "digits:test", "digits", "--features", "clip:x.pt", cwd=tmp_path))
     assert "use inception, encoder:PATH" in line
+
+
+# A further feature space (eval.also_features, --also-features): the same generated images' FD in it, beside
+# every metric of the primary space, which it leaves as it was.
+
+@pytest.mark.slow
+@pytest.mark.inception
+def test_fd_in_a_further_space_is_that_spaces_fid_and_leaves_the_inception_numbers_as_they_were(tmp_path):
+    images = load_dataset("digits", 16, "test").images[:24]
+    reference = Reference("digits", "train", 16, n=32)
+    shipped = parse_space("encoder:digits")  # a name bench ships: bench/references/encoders/digits.pt
+    assert shipped.path == DIGITS_ENCODER
+    both = evaluate_images(images, reference, metrics=("fid", "kid"), cache_dir=tmp_path, also=[shipped],
+                           bootstrap=50)
+    inception = evaluate_images(images, reference, metrics=("fid", "kid"), cache_dir=tmp_path, bootstrap=50)
+    encoder = evaluate_images(images, reference, metrics=("fid",), cache_dir=tmp_path, features=shipped,
+                              bootstrap=50)
+    assert {k: v for k, v in both.values.items() if not k.startswith("fd_")} == inception.values
+    assert both.values["fd_encoder"] == encoder.values["fid"] > 0
+    assert (both.values["fd_encoder_ci_low"], both.values["fd_encoder_ci_high"]) == \
+        (encoder.values["fid_ci_low"], encoder.values["fid_ci_high"])
+    assert both.protocol["features"] == "inception"
+    assert both.protocol["fd_encoder.weights_sha256"] == file_sha256(DIGITS_ENCODER)
+    assert both.protocol["fd_encoder.n_fake"] == "24" and both.protocol["fd_encoder.n_real"] == "32"
+    assert "kid_encoder_mean" not in both.values  # FD only: KID's kernel is scaled for Inception's features
+
+
+def test_a_further_space_of_the_primarys_kind_or_two_of_one_kind_are_one_line(tmp_path):
+    line = one_line_error(bench_cli("fid", "digits:test", "digits", "--also-features", "encoder:digits,encoder:x.pt",
+                                    cwd=tmp_path))
+    assert "at most one space of each kind" in line
+    line = one_line_error(bench_cli("fid", "digits:test", "digits", "--also-features", "inception", cwd=tmp_path))
+    assert "not the primary's (inception)" in line
+    line = one_line_error(bench_cli("fid", "digits:test", "digits", "--also-features", "encoder:nothing.pt",
+                                    cwd=tmp_path))
+    assert "nothing.pt: no such file" in line and "bench encoder train" in line
+    (tmp_path / "s.yaml").write_text(SUITE.format(features="inception", more=", also_features: [inception]"))
+    line = one_line_error(bench_cli("run", "s.yaml", "--dry-run", cwd=tmp_path))
+    assert "repeats the kind of features (inception)" in line
+    (tmp_path / "s.yaml").write_text(SUITE.format(features="inception", more=", also_features: [encoder:nothing.pt]"))
+    line = one_line_error(bench_cli("run", "s.yaml", "--dry-run", cwd=tmp_path))
+    assert "eval.features" in line and "no such file" in line
+
+
+@pytest.mark.slow
+def test_dinov2_as_a_further_space_needs_the_same_override(tmp_path):
+    tiny_vit(tmp_path / "vit.pth")
+    (tmp_path / "s.yaml").write_text(SUITE.format(features=f"encoder:{DIGITS_ENCODER}",
+                                                  more=", also_features: [dinov2:vit.pth]"))
+    line = one_line_error(bench_cli("run", "s.yaml", "--dry-run", cwd=tmp_path))
+    assert "not an official DINOv2 checkpoint" in line
+    (tmp_path / "s.yaml").write_text(SUITE.format(features=f"encoder:{DIGITS_ENCODER}",
+                                                  more=", also_features: [dinov2:vit.pth], "
+                                                       "features_own_weights: true"))
+    ran = bench_cli("run", "s.yaml", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    (run,) = mlflow_runs(tmp_path, "spaces")
+    assert {"fid", "kid_mean", "fd_dinov2", "fd_dinov2_final"} <= set(run.data.metrics)
+    tags = run.data.tags
+    assert tags["eval.features"] == "encoder" and tags["eval.fd_dinov2.features_weights"] == "own"
+    assert tags["eval.fd_dinov2.feature_dim"] == "64"
+    report = bench_cli("report", "--suite", "spaces", "--format", "md,csv", "--out", "rep", cwd=tmp_path)
+    assert report.returncode == 0, report.stdout + report.stderr
+    page = (tmp_path / "rep" / "README.md").read_text()
+    assert "## A second feature space: FD in DINOv2's space" in page
+    assert "| eval.fd\\_dinov2.features\\_weights | own |" in page
+    protocol = (tmp_path / "rep" / "tables" / "protocol.csv").read_text()
+    assert f"eval.fd_dinov2.weights_sha256,{file_sha256(tmp_path / 'vit.pth')}" in protocol

@@ -18,7 +18,7 @@ import typer
 
 from bench.devices import resolve
 from bench.errors import BenchError
-from bench.results import bootstrapped, computed, interval_keys
+from bench.results import ALSO, bootstrapped, computed, interval_keys
 
 
 @dataclass
@@ -52,16 +52,19 @@ def parse_side(text: str) -> Side:
 FEATURES_HELP = ("the feature space every metric measures in: inception, encoder:PATH (from `bench encoder train`) "
                  "or dinov2:PATH (DINOv2 weights, a local file)")
 OWN_WEIGHTS_HELP = "dinov2:PATH holds weights that are not an official DINOv2 checkpoint (recorded as own)"
+ALSO_FEATURES_HELP = ("further feature spaces, comma-separated, one of each kind (e.g. encoder:digits): the same "
+                      "images' FD in each, as fd_<kind>")
 
 
-def _space(text: str, own_weights: bool):
-    """The parsed --features, its file checked before any image is read."""
-    from bench.metrics.spaces import checked_file, parse_space  # with the command, not for every `bench` command
+def _space(text: str, own_weights: bool, also: str = ""):
+    """The parsed --features (and --also-features), each file checked before any image is read."""
+    from bench.metrics.spaces import checked_file, eval_spaces  # with the command, not for every `bench` command
 
-    space = parse_space(text, own_weights)
-    if space.kind != "inception":
-        checked_file(space)
-    return space
+    space, further = eval_spaces(text, [t.strip() for t in also.split(",") if t.strip()], own_weights)
+    for each in (space, *further):
+        if each.kind != "inception":
+            checked_file(each)
+    return space, further
 
 
 def _folder_resolution(folder: str) -> int:
@@ -102,14 +105,15 @@ def _format(result) -> dict[str, Any]:
     {"mean", "std"} entry (kid, is), the others as they are."""
     v = result.values
     out: dict[str, Any] = {}
-    for metric in computed():
+    further = list(ALSO.values())  # --also-features: FD in further spaces
+    for metric in [*computed(), *further]:
         for key in metric.keys:
             stem = key.removesuffix("_mean")
             if key not in v or (key.endswith("_std") and f"{key.removesuffix('_std')}_mean" in metric.keys):
                 continue
             out[stem] = {"mean": v[key], "std": v.get(f"{stem}_std")} if stem != key else v[key]
-    intervals = {key: [v[low], v[high]] for metric in bootstrapped() for key in metric.intervals
-                 for low, high in [interval_keys(key)] if low in v}
+    intervals = {key: [v[low], v[high]] for metric in [*bootstrapped(), *further]
+                 for key in (metric.intervals or metric.keys) for low, high in [interval_keys(key)] if low in v}
     if intervals:  # only with --bootstrap: each value's 95% interval over resampled generated images
         out["intervals"] = intervals
     out["protocol"] = {k: int(s) if s.isdigit() else s for k, s in result.protocol.items()}
@@ -138,6 +142,7 @@ def fid_command(
         None, help="resolution datasets are loaded at (default: the trial's with runs:, a folder's, else 32)"),
     inception_score: bool = typer.Option(False, "--is", help="also the Inception Score (needs --inception-weights)"),
     features: str = typer.Option("inception", help=FEATURES_HELP),
+    also_features: str = typer.Option("", help=ALSO_FEATURES_HELP),
     own_weights: bool = typer.Option(False, "--own-weights", help=OWN_WEIGHTS_HELP),
     bootstrap: int = typer.Option(0, help="resample the evaluated images' features this many times (e.g. 1000) and "
                                           "print each metric's 95% interval over them; the reference is fixed"),
@@ -152,7 +157,7 @@ def fid_command(
     from bench.streams import bootstrap_seed
 
     check_resamples(bootstrap, "--bootstrap")
-    space = _space(features, own_weights)
+    space, further = _space(features, own_weights, also_features)
     ref, fake = parse_side(a), parse_side(b)
     if ref.kind == "run":
         raise BenchError(f"'{a}': runs:<trial-key> is the evaluated side; use `bench fid REFERENCE {a}`")
@@ -186,7 +191,8 @@ def fid_command(
     else:
         reference = Reference(f"{ref.kind}:{ref.value}", n=n)
     common = dict(metrics=metrics, mode=mode, device=dev, batch_size=batch_size, inception_weights=inception_weights,
-                  progress=_progress(), features=space, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed(seed))
+                  progress=_progress(), features=space, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed(seed),
+                  also=further)
     if fake.kind == "run":
         rng = torch.Generator().manual_seed(seed)
         result = evaluate_generator(lambda k: sample(k, rng), n or trial_eval.get("n_fake", 2048), reference,
@@ -276,7 +282,7 @@ def memorization_command(
     from bench.metrics.evaluate import feature_space
     from bench.metrics.features import FeatureExtractor
 
-    space = _space(features, own_weights)
+    space, _ = _space(features, own_weights)
     gen, ref = parse_side(generated), parse_side(train)
     if ref.kind in ("run", "stats"):
         raise BenchError(f"'{train}': the training images are a folder or a dataset[:split]")

@@ -29,7 +29,7 @@ from bench.metrics.memorization import pixel_vectors
 from bench.metrics.prdc import DC_K, PR_K, prdc
 from bench.metrics.reference import describe, folder_files, reference_images, reference_stats, resolution_tag
 from bench.metrics.spaces import INCEPTION, FeatureSpace, LoadedSpace, inception_space, load_space
-from bench.results import METRICS, SELECT, computed, interval_keys
+from bench.results import ALSO, METRICS, SELECT, computed, interval_keys
 
 
 def check_metrics(metrics: Sequence[str]) -> list[str]:
@@ -53,26 +53,28 @@ def evaluate_generator(sample: Callable[[int], torch.Tensor], n_fake: int, refer
                        progress: ProgressCallback | None = None, selection: Reference | None = None,
                        memorized: tuple[Reference, Reference] | None = None,
                        features: FeatureSpace = INCEPTION, bootstrap: int = 0,
-                       bootstrap_seed: int = 0) -> EvalResult:
+                       bootstrap_seed: int = 0, also: Sequence[FeatureSpace] = ()) -> EvalResult:
     """Metrics of `n_fake` images from `sample(k)` ((k, C, H, W) in [-1, 1]; the caller seeds it) vs `reference`;
     with `selection`, also `fid_select`: the same images' FID against that other reference (the split that picks a
     trial's best step, eval.select_split); `memorized`: (the training split, the held-out split) of the
     memorisation check; `features`: the space every metric measures in (bench/metrics/spaces.py); `bootstrap`:
-    resamples of the generated features for each metric's 95% interval (bench/metrics/bootstrap.py; 0: none)."""
+    resamples of the generated features for each metric's 95% interval (bench/metrics/bootstrap.py; 0: none);
+    `also`: further spaces in which the same images' FD is logged as fd_<kind>, against the same reference
+    (bench/results.py ALSO)."""
     if n_fake < 2:
         raise BenchError(f"n_fake={n_fake}: FID needs at least 2 generated images")
     return _evaluate(lambda: sampler_batches(sample, n_fake, batch_size), n_fake, reference, metrics, mode, device,
                      batch_size, cache_dir, inception_weights, progress, selection, memorized, features,
-                     bootstrap, bootstrap_seed)
+                     bootstrap, bootstrap_seed, also)
 
 
 def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Sequence[str] = ("fid",),
                     mode: str = "clean", device="cpu", batch_size: int = 50, cache_dir: Path | None = None,
                     inception_weights: Path | None = None, n_fake: int | None = None,
                     progress: ProgressCallback | None = None, features: FeatureSpace = INCEPTION,
-                    bootstrap: int = 0, bootstrap_seed: int = 0) -> EvalResult:
+                    bootstrap: int = 0, bootstrap_seed: int = 0, also: Sequence[FeatureSpace] = ()) -> EvalResult:
     """Metrics of a tensor of images in [-1, 1] (or uint8), or of an image folder (its first `n_fake` after a
-    seeded shuffle), vs `reference`; `bootstrap` as in evaluate_generator."""
+    seeded shuffle), vs `reference`; `bootstrap` and `also` as in evaluate_generator."""
     if isinstance(fake, str | Path):
         files = folder_files(Path(fake), n_fake)
         batches = lambda: file_batches(files, batch_size)  # noqa: E731
@@ -82,7 +84,7 @@ def evaluate_images(fake: torch.Tensor | Path, reference: Reference, metrics: Se
         batches = lambda: tensor_batches(images, batch_size)  # noqa: E731
         total = len(images)
     return _evaluate(batches, total, reference, metrics, mode, device, batch_size, cache_dir, inception_weights,
-                     progress, features=features, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed)
+                     progress, features=features, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed, also=also)
 
 
 def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, reference: Reference,
@@ -90,7 +92,8 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
               inception_weights: Path | None, progress: ProgressCallback | None,
               selection: Reference | None = None,
               memorized: tuple[Reference, Reference] | None = None,
-              features: FeatureSpace = INCEPTION, bootstrap: int = 0, bootstrap_seed: int = 0) -> EvalResult:
+              features: FeatureSpace = INCEPTION, bootstrap: int = 0, bootstrap_seed: int = 0,
+              also: Sequence[FeatureSpace] = ()) -> EvalResult:
     metrics, mode, device = check_metrics(metrics), check_mode(mode), torch.device(device)
     check_resamples(bootstrap)
     if batch_size < 1:
@@ -108,6 +111,11 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
     fake_pixels: list[np.ndarray] = []
     source = _keeping_pixels(batches(), fake_pixels) if need_pixels else batches()
     extractor = _extractor(space, mode, device)
+    others = [feature_space(other, device) for other in also]  # each batch goes through these too, as it passes
+    other_extractors = [_extractor(other, mode, device) for other in others]
+    other_feats: list[list[np.ndarray]] = [[] for _ in others]
+    if others:
+        source = _extracting(source, other_extractors, other_feats)
     fake = FeatureExtractor(net, mode, device, classifier, _other(space))(source,
                                                                         _phase(progress, "generated images", total))
     if len(fake) < 2:
@@ -141,7 +149,47 @@ def _evaluate(batches: Callable[[], Iterable[torch.Tensor]], total: int, referen
         scoring.values[SELECT] = fid_against(chosen, fake)
         protocol.update(select_reference=describe(selection), select_n_real=str(chosen.meta.get("n", "unknown")))
         warnings += [w for w in more if w not in warnings]
+    for other, other_extractor, feats in zip(others, other_extractors, other_feats, strict=True):
+        _score_also(scoring, other, other_extractor, Features(np.concatenate(feats)), reference, metrics, mode,
+                    batch_size, cache_dir, progress, bootstrap, bootstrap_seed, warnings)
     return EvalResult(scoring.values, protocol, warnings, scoring.unavailable, scoring.images)
+
+
+def _extracting(batches: Iterable[torch.Tensor], extractors: list[FeatureExtractor],
+                into: list[list[np.ndarray]]) -> Iterator[torch.Tensor]:
+    """The batches as they are, each one's features in every further space kept on the way (so the images are
+    generated once and never held all at once)."""
+    for batch in batches:
+        for extractor, feats in zip(extractors, into, strict=True):
+            feats.append(extractor([batch]).feats)
+        yield batch
+
+
+def _score_also(s: Scoring, space: LoadedSpace, extractor: FeatureExtractor, fake: Features, reference: Reference,
+                metrics: Sequence[str], mode: str, batch_size: int, cache_dir: Path | None, progress,
+                bootstrap: int, bootstrap_seed: int, warnings: list[str]) -> None:
+    """FD of the generated features in a further space, into `s` under that space's key (bench/results.py ALSO:
+    fd_<kind>, with its interval under eval.bootstrap) and its protocol as eval.fd_<kind>.*; a reference that
+    cannot be had in that space leaves the metric unavailable, with the reason."""
+    kind = space.protocol["features"]
+    (fd_key,) = ALSO[kind].keys
+    asked = ["fid"]
+    try:
+        ref, _, more = reference_stats(reference, mode, extractor, space.sha256, batch_size, cache_dir,
+                                       progress=progress)
+    except BenchError as err:  # e.g. precomputed statistics (eval.reference_stats) of another space
+        s.unavailable[fd_key] = str(err)
+        return
+    warnings += [w for w in more if w not in warnings]
+    there = Scoring(ref, fake)
+    for name in asked:
+        scorer(name)(there)
+    if bootstrap:
+        add_intervals(there, asked, bootstrap, bootstrap_seed)
+    names = {"fid": fd_key, **dict(zip(interval_keys("fid"), interval_keys(fd_key), strict=True))}
+    s.values.update({names[k]: v for k, v in there.values.items() if k in names})
+    s.protocol.update({f"{fd_key}.{k}": v for k, v in {**space.protocol, "n_real": str(ref.meta.get("n", "unknown")),
+                                                        "n_fake": str(len(fake))}.items()})
 
 
 def feature_space(features: FeatureSpace, device) -> LoadedSpace:

@@ -2,7 +2,8 @@
 memorisation check's C_T) measures in, named in a suite's `eval.features` and by `--features`:
 
 - `inception` (the default): NVIDIA's Inception pool3 (inception.py), preprocessed as clean-fid (features.py);
-- `encoder:PATH`: the penultimate features of an encoder `bench encoder train` made (encoder.py);
+- `encoder:PATH`: the penultimate features of an encoder `bench encoder train` made (encoder.py); `encoder:NAME`
+  names one bench ships (bench/references/encoders/NAME.pt: `digits`, 98.9% on the digits' test split);
 - `dinov2:PATH`: DINOv2's CLS token from the user's local weights file (dinov2.py); a file that is not an official
   checkpoint needs `own_weights` (`--own-weights`, `eval.features_own_weights: true`) and is recorded as such.
 
@@ -25,7 +26,9 @@ from bench.metrics.encoder import load_encoder
 from bench.metrics.inception import FEATURE_DIM, file_sha256
 
 KINDS = ("inception", "encoder", "dinov2")
-SPELLING = "inception, encoder:PATH (from `bench encoder train`) or dinov2:PATH (DINOv2 weights, a local file)"
+SPELLING = ("inception, encoder:PATH (from `bench encoder train`; encoder:digits is bench's own) or dinov2:PATH "
+            "(DINOv2 weights, a local file)")
+SHIPPED = Path(__file__).resolve().parents[1] / "references" / "encoders"  # encoders bench ships, by name
 OWN_WEIGHTS = "--own-weights (in a suite: eval.features_own_weights: true)"
 
 
@@ -53,7 +56,42 @@ def parse_space(text: str | None, own_weights: bool = False) -> FeatureSpace:
                          f"'{text}' names its weights itself")
     if kind == "inception":
         return INCEPTION
-    return FeatureSpace(kind, Path(path).expanduser().resolve(), own_weights)
+    return FeatureSpace(kind, shipped(path) if kind == "encoder" else Path(path).expanduser().resolve(), own_weights)
+
+
+def shipped(path: str) -> Path:
+    """An encoder's file: a name without folder or suffix is one bench ships (bench/references/encoders/NAME.pt)
+    unless the working folder holds a file of that name; anything else a path from the working folder."""
+    local = Path(path).expanduser()
+    own = SHIPPED / f"{path}.pt"
+    if "/" not in path and not local.suffix and not local.exists() and own.is_file():
+        return own
+    return local.resolve()
+
+
+def eval_spaces(features: str | None, also: list[str] | None, own_weights: bool | None) \
+        -> tuple[FeatureSpace, list[FeatureSpace]]:
+    """A suite's eval.features and eval.also_features: the space of every metric, and the further ones of FD;
+    eval.features_own_weights vouches for whichever names dinov2:PATH."""
+    primary = parse_space(features, bool(own_weights) and (features or "").strip().startswith("dinov2:"))
+    return primary, parse_spaces(also or (), bool(own_weights), primary)
+
+
+def recorded_file(path: Path) -> str:
+    """A weights file as records name it: an encoder bench ships by its place in the package (the same on every
+    clone, so reports do not depend on where bench lives), any other file by its resolved path."""
+    return f"bench/references/encoders/{path.name}" if path.parent == SHIPPED else str(path)
+
+
+def parse_spaces(texts, own_weights: bool = False, primary: FeatureSpace = INCEPTION) -> list[FeatureSpace]:
+    """eval.also_features / --also-features: further spaces for FD, one per kind, none the primary's."""
+    spaces = [parse_space(t, own_weights and t.strip().startswith("dinov2:")) for t in texts]
+    kinds = [s.kind for s in spaces]
+    for kind in kinds:
+        if kinds.count(kind) > 1 or kind == primary.kind:
+            raise BenchError(f"also_features {', '.join(texts)}: at most one space of each kind, and not the "
+                             f"primary's ({primary.kind}): FD in {kind} space is logged as fd_{kind}")
+    return spaces
 
 
 @dataclass
@@ -90,7 +128,7 @@ def checked_file(space: FeatureSpace) -> str:
 def load_space(space: FeatureSpace, device="cpu") -> LoadedSpace:
     """An encoder's or DINOv2's network with its preprocessing and protocol (Inception: evaluate.py's own path)."""
     sha = checked_file(space)
-    protocol = {"features": space.kind, "weights_sha256": sha, "features_file": str(space.path)}
+    protocol = {"features": space.kind, "weights_sha256": sha, "features_file": recorded_file(space.path)}
     if space.kind == "encoder":
         encoder = load_encoder(space.path, device)
         dim = encoder.net.config.feature_dim

@@ -234,6 +234,10 @@ PROTOCOL_TAGS = ("eval.mode", "eval.n_real", "eval.n_fake", "eval.reference", "e
                  "eval.features", "eval.feature_dim", "eval.weights_sha256", "eval.features_weights",
                  "eval.features_preprocessing", "eval.kid_subsets", "eval.kid_subset_size",
                  "eval.intra_fid_n_per_class", "eval.intra_fid_classes", "eval.intra_fid_min_n_real",
+                 # a further space's FD (eval.also_features): its network, weights and counts
+                 *(f"eval.fd_{kind}.{k}" for kind in results.ALSO_KINDS
+                   for k in ("features", "weights_sha256", "feature_dim", "features_weights",
+                             "features_preprocessing", "features_trained", "n_real", "n_fake")),
                  # what decided the bits (bench/numerics.py): a column made under two differs may differ by it
                  *(f"fingerprint.{k}" for k in ("mode", "torch", "kernel_isa", "threads", "mkldnn", "deterministic",
                                                 "glibc", "lib_mkl", "lib_onednn", "gpu", "cuda", "cudnn")))
