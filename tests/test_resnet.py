@@ -66,6 +66,7 @@ def test_the_presets_are_their_sources_settings():
     assert opt.optimizers["discriminator"].param_groups[0]["eps"] == 1e-6
 
 
+@pytest.mark.slow
 def test_mimicrys_learning_rate_falls_linearly_to_zero_and_resumes_bit_identically(tmp_path):
     trial = make_trial("sngan-mimicry", 16, steps=8)
     full = RecordingTracker()

@@ -267,6 +267,7 @@ def test_ada_at_p_zero_is_the_identity_and_at_p_one_changes_every_image_differen
     assert gray.shape == (8, 1, 16, 16) and torch.isfinite(gray).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("critic_steps", [1, 5])
 def test_ada_p_rises_on_a_tiny_set_at_the_image_rate_whatever_the_critic_steps(critic_steps):
     """16 digits memorised: D's outputs on real images sit above 0 (r_t > 0.6) and p rises; what moves it is the
