@@ -118,7 +118,8 @@ register(Metric(
 register(Metric(
     "memorization", ("ct", "ct_pixel", "nn_ratio", "nn_ratio_pixel"), "data copying (C_T)",
     final=("ct", "ct_pixel", "nn_ratio", "nn_ratio_pixel"), lower_is_better=False, pixels=True,
-    compute="bench.metrics.memorization:score_memorization", section="Memorisation: did a model copy its training set?",
+    compute="bench.metrics.memorization:score_memorization", intervals=("ct", "ct_pixel"),
+    bootstrap="bench.metrics.bootstrap:memorization", section="Memorisation: did a model copy its training set?",
     table="C_T (Meehan et al. 2020, bench/metrics/memorization.py) in Inception space: generated images against "
           "held-out ones (the test split), by their distance to the nearest training image within k-means cells; "
           "below -3 the generated images sit closer to the training set than new images do (copying), near 0 as "

@@ -159,8 +159,8 @@ def _evaluate(tmp_path: Path, **eval_settings):
     from bench.runs import RunOptions
 
     trial = make_trial("dcgan", 8)
-    trial = trial.model_copy(update={"eval": EvalSpec(metrics=["fid", "kid", "prdc"], n_fake=40, n_real=60,
-                                                      **eval_settings)})
+    settings = {"metrics": ["fid", "kid", "prdc"], "n_fake": 40, "n_real": 60, **eval_settings}
+    trial = trial.model_copy(update={"eval": EvalSpec(**settings)})
     tracker = _Tracker()
     values = make_evaluator(trial, tracker, torch.device("cpu"), RunOptions(cache_dir=tmp_path / "cache"))(
         _Method(), 10)
@@ -242,3 +242,14 @@ def test_a_negative_bootstrap_is_refused_in_one_line(folders):
     assert "eval.bootstrap" in line
     with pytest.raises(BenchError, match="eval.bootstrap -1"):
         check_resamples(-1)
+
+
+@pytest.mark.slow
+def test_c_t_gets_its_interval_in_both_spaces_when_a_trial_resamples(tiny_inception, tmp_path):
+    """The memorisation check under eval.bootstrap (bench/metrics/memorization.py CopyingCells): ct and ct_pixel
+    each with an interval around the logged value; nn_ratio gets none."""
+    _, tracker, _ = _evaluate(tmp_path, metrics=["memorization"], n_fake=240, bootstrap=100)
+    m = tracker.metrics
+    for key in ("ct", "ct_pixel"):
+        assert m[f"{key}_ci_low"] < m[key] < m[f"{key}_ci_high"], (key, m)
+    assert "nn_ratio_ci_low" not in m

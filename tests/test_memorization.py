@@ -64,6 +64,30 @@ def test_too_few_generated_images_per_cell_leave_c_t_missing_with_the_reason(dig
     assert result.ct is None and f"{mem.MIN_PER_CELL} generated images" in result.why_no_ct
 
 
+def test_c_ts_bootstrap_interval_holds_copies_below_the_line_and_new_images_around_zero(digits):
+    """eval.bootstrap on C_T: the cells and distances fixed, each resample weighs the generated images' U scores by
+    its draws; undrawn, the scores give C_T itself; the interval of copies lies below COPIES, that of new images of
+    the same kind holds 0."""
+    from bench.metrics.bootstrap import interval, resample_counts
+
+    images, train, heldout, new = digits
+    for generated, inside in ((noisy_copies(images, 180, 0.05), False), (new, True)):
+        result = mem.space(train, heldout, generated)
+        assert result.copying.ct(np.ones(len(generated)))[0] == pytest.approx(result.ct, abs=1e-9)
+        low, high = interval(result.ct, result.copying.ct(resample_counts(len(generated), 300, 0)))
+        assert low < result.ct < high
+        assert (low < 0 < high) if inside else high < mem.COPIES, (low, high)
+    assert scipy_u_of_u_counts()
+
+
+def scipy_u_of_u_counts() -> bool:
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(0)
+    generated, heldout = rng.normal(size=37).round(1), rng.normal(size=23).round(1)  # ties, as distances have
+    return mem.u_counts(generated, heldout).sum() == mannwhitneyu(generated, heldout, alternative="less").statistic
+
+
 def test_the_u_statistic_is_negative_when_generated_images_sit_closer():
     near, far = np.linspace(0, 1, 30), np.linspace(2, 3, 30)
     assert mem.mann_whitney_z(near, far) < -6 < 6 < mem.mann_whitney_z(far, near)

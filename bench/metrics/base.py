@@ -56,6 +56,7 @@ class Scoring:
     heldout_pixels: Any = None
     why_no_train: str = ""
     why_no_heldout: str = ""
+    copying: dict[str, Any] = field(default_factory=dict)  # C_T's per-image scores per space (memorization.py)
     images: dict[str, Any] = field(default_factory=dict)  # artifact path -> images, as EvalResult.images
 
 

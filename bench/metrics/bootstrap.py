@@ -16,7 +16,11 @@ network again):
   resample's value (prdc.py `prdc_replicates`). Recall is not resampled: it needs the generated set's own k-NN radii,
   which collapse around an image a resample repeats.
 - AuthPct: the mean of per-image verdicts.
-The Inception Score, the memorisation check, fid_select and intra-FID get no interval.
+- C_T (ct, ct_pixel): the k-means cells and every distance are fixed; each generated image's share of its cell's
+  Mann-Whitney U is weighed by how often the resample draws it, and a cell counts where the resample draws
+  MIN_PER_CELL images into it (memorization.py `CopyingCells`). A resample with no such cell gives no value; the
+  interval is taken over the others.
+The Inception Score, nn_ratio, fid_select and intra-FID get no interval.
 
 The interval is the 2.5th and 97.5th percentiles of the B values, each shifted by the bootstrap's estimate of its
 bias (the values' mean minus the point estimate). Unshifted, FID's percentiles sit above the point estimate at small
@@ -63,6 +67,7 @@ def interval(point: float, values: np.ndarray) -> tuple[float, float]:
     """The bias-shifted percentile interval: the 2.5th and 97.5th percentiles of `values` minus their mean's
     distance from `point`."""
     values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]  # e.g. C_T of a resample that left every cell too few images
     bias = float(values.mean()) - point
     low, high = np.percentile(values, [(100 - LEVEL) / 2, (100 + LEVEL) / 2])
     return float(low) - bias, float(high) - bias
@@ -77,7 +82,7 @@ def add_intervals(s: Scoring, metrics: list[str], b: int, seed: int) -> None:
         if not metric.intervals or not any(k in s.values for k in metric.intervals):
             continue
         for key, values in _function(metric.bootstrap)(s, counts).items():
-            if key in s.values:
+            if key in s.values and np.isfinite(values).any():
                 s.values.update(zip(interval_keys(key), interval(s.values[key], values), strict=True))
     s.protocol.update(bootstrap=str(b), bootstrap_seed=str(seed))
 
@@ -108,3 +113,7 @@ def prdc(s: Scoring, counts: np.ndarray) -> dict[str, np.ndarray]:
 
 def authpct(s: Scoring, counts: np.ndarray) -> dict[str, np.ndarray]:
     return {METRICS["authpct"].intervals[0]: counts @ authentic(s.ref.feats, s.fake.feats) / counts.shape[1] * 100}
+
+
+def memorization(s: Scoring, counts: np.ndarray) -> dict[str, np.ndarray]:
+    return {key: cells.ct(counts) for key, cells in s.copying.items() if cells is not None}

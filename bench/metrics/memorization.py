@@ -64,6 +64,7 @@ class SpaceResult:
     nearest_train: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
     distances: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     why_no_ct: str = ""
+    copying: CopyingCells | None = field(default=None, repr=False)  # C_T's per-image scores, for resamples
 
     @property
     def ratio(self) -> float | None:
@@ -87,9 +88,37 @@ def mann_whitney_z(generated: np.ndarray, heldout: np.ndarray) -> float:
     return float((u - (n * m / 2 - 0.5)) / np.sqrt(n * m * (n + m + 1) / 12))
 
 
+@dataclass
+class CopyingCells:
+    """What C_T is made of, per generated image: its cell and its U score there (the held-out images of the cell
+    nearer to their nearest training image than it is to its own, ties half). A resample of the generated images
+    (eval.bootstrap) weighs these scores by how often it draws each image: its C_T needs no distance again."""
+
+    cell: np.ndarray  # (n_generated,) k-means cell; -1 for a cell without held-out images
+    score: np.ndarray  # (n_generated,) U's count for the image against its cell's held-out images
+    heldout: dict[int, int]  # cell -> held-out images in it (the occupied cells)
+
+    def ct(self, counts: np.ndarray) -> np.ndarray:
+        """C_T of each row of `counts` ((B, n_generated) draws of each generated image; ones: the sample itself);
+        NaN where no cell holds MIN_PER_CELL drawn images."""
+        counts = np.atleast_2d(counts)
+        total, weight = np.zeros(len(counts)), np.zeros(len(counts))
+        for cell, n in self.heldout.items():
+            mine = self.cell == cell
+            m = counts[:, mine].sum(1)
+            u = counts[:, mine] @ self.score[mine]
+            used = m >= MIN_PER_CELL
+            with np.errstate(invalid="ignore", divide="ignore"):
+                z = (u - (n * m / 2 - 0.5)) / np.sqrt(n * m * (n + m + 1) / 12)
+            total += np.where(used, n * z, 0.0)
+            weight += np.where(used, n, 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(weight > 0, total / np.maximum(weight, 1), np.nan)
+
+
 def data_copying(train: np.ndarray, heldout: np.ndarray, generated: np.ndarray, seed: int = 0) \
-        -> tuple[float | None, int, int, str]:
-    """(C_T or None, cells with held-out images, cells used, why C_T is missing)."""
+        -> tuple[float | None, int, int, str, CopyingCells]:
+    """(C_T or None, cells with held-out images, cells used, why C_T is missing, the cells' scores)."""
     from sklearn.cluster import KMeans  # scikit-learn's seeded k-means and PCA, as the reference code
     from sklearn.decomposition import PCA
 
@@ -99,23 +128,36 @@ def data_copying(train: np.ndarray, heldout: np.ndarray, generated: np.ndarray, 
     k = max(1, min(MAX_CELLS, len(heldout) // TEST_PER_CELL, len(train)))
     cells = KMeans(k, n_init=10, random_state=seed).fit(train)
     train_cell, heldout_cell, generated_cell = cells.labels_, cells.predict(heldout), cells.predict(generated)
+    copying = CopyingCells(np.full(len(generated), -1), np.zeros(len(generated)), {})
     weights, scores = [], []
-    occupied = 0
     for cell in range(k):
         held = heldout[heldout_cell == cell]
         if not len(held):
             continue
-        occupied += 1
-        gen = generated[generated_cell == cell]
-        if len(gen) < MIN_PER_CELL:
+        copying.heldout[cell] = len(held)
+        mine = generated_cell == cell
+        if not mine.any():
             continue
         reference = train[train_cell == cell]
-        scores.append(mann_whitney_z(nn_distances(gen, reference)[0], nn_distances(held, reference)[0]))
-        weights.append(len(held))
+        gen_dist, held_dist = nn_distances(generated[mine], reference)[0], nn_distances(held, reference)[0]
+        copying.cell[mine] = cell
+        copying.score[mine] = u_counts(gen_dist, held_dist)
+        if mine.sum() >= MIN_PER_CELL:
+            scores.append(mann_whitney_z(gen_dist, held_dist))
+            weights.append(len(held))
+    occupied = len(copying.heldout)
     if not scores:
         return None, occupied, 0, (f"no cell of the {occupied} holds {MIN_PER_CELL} generated images: give more "
-                                   "generated images")
-    return float(np.dot(weights, scores) / np.sum(weights)), occupied, len(scores), ""
+                                   "generated images"), copying
+    return float(np.dot(weights, scores) / np.sum(weights)), occupied, len(scores), "", copying
+
+
+def u_counts(generated: np.ndarray, heldout: np.ndarray) -> np.ndarray:
+    """Each generated distance's share of Mann-Whitney's U: the held-out distances below it, ties counting half
+    (their sum over the generated images is scipy's U for the generated sample)."""
+    ordered = np.sort(heldout)
+    below = np.searchsorted(ordered, generated, side="left")
+    return below + 0.5 * (np.searchsorted(ordered, generated, side="right") - below)
 
 
 def space(train: np.ndarray, heldout: np.ndarray | None, generated: np.ndarray) -> SpaceResult:
@@ -125,7 +167,8 @@ def space(train: np.ndarray, heldout: np.ndarray | None, generated: np.ndarray) 
         result.why_no_ct = "no held-out images (--test): C_T compares against them"
         return result
     result.heldout_median = float(np.median(nn_distances(heldout, train)[0]))
-    result.ct, result.cells, result.cells_used, result.why_no_ct = data_copying(train, heldout, generated)
+    result.ct, result.cells, result.cells_used, result.why_no_ct, result.copying = data_copying(train, heldout,
+                                                                                               generated)
     return result
 
 
@@ -189,6 +232,7 @@ def score_memorization(s) -> None:
     heldout = s.heldout.feats if s.heldout is not None else None
     result = memorization(s.train.feats, s.fake.feats, s.train_pixels, s.fake_pixels, heldout, s.heldout_pixels)
     s.values.update(result.values())
+    s.copying = {"ct": result.features.copying, "ct_pixel": result.pixels.copying}  # for eval.bootstrap
     s.images["memorization/closest.png"] = result.pairs(s.fake_pixels, s.train_pixels)
     s.protocol.update(memorization_verdict=result.verdict, memorization_pixels=f"{PIXELS}x{PIXELS} rgb",
                       memorization_cells=str(result.features.cells), memorization_min_per_cell=str(MIN_PER_CELL),
