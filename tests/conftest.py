@@ -24,7 +24,26 @@ if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCAC
     os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), f"bench-tests-pycache-{os.getuid()}")
     sys.pycache_prefix, sys.dont_write_bytecode = os.environ["PYTHONPYCACHEPREFIX"], False
 
+# pytest-xdist's workers (pyproject.toml: 2) inherit the environment of the controller, whose bench already pinned the
+# numerics knobs: without this they would take bench's values for the user's, and a process started "native" from a
+# worker would keep them. The controller hands the user's own values on; a worker puts them back before bench loads.
+USER_ENV = "BENCH_TESTS_USER_ENV"
+if os.environ.get("PYTEST_XDIST_WORKER") and USER_ENV in os.environ and "bench" not in sys.modules:  # once: test
+    # modules import this file again as tests.conftest, after bench pinned
+    import json
+
+    for _name, _value in json.loads(os.environ[USER_ENV]).items():
+        if _value is None:
+            os.environ.pop(_name, None)
+        else:
+            os.environ[_name] = _value
+
 import bench  # noqa: E402, F401  (bench before torch in every test process: it pins numerics knobs before torch loads)
+
+if USER_ENV not in os.environ:  # the controller (or a run without workers): what the user had before bench pinned
+    import json
+
+    os.environ[USER_ENV] = json.dumps(bench.numerics._USER_ENV)
 
 importlib.import_module("torch")  # loaded here, with bench's knobs in the environment
 bench.numerics.command_defaults()  # what a command of bench computes with: the in-process tests are such commands
