@@ -173,7 +173,6 @@ def _score_also(s: Scoring, space: LoadedSpace, extractor: FeatureExtractor, fak
     cannot be had in that space leaves the metric unavailable, with the reason."""
     kind = space.protocol["features"]
     (fd_key,) = ALSO[kind].keys
-    asked = ["fid"]
     try:
         ref, _, more = reference_stats(reference, mode, extractor, space.sha256, batch_size, cache_dir,
                                        progress=progress)
@@ -182,10 +181,9 @@ def _score_also(s: Scoring, space: LoadedSpace, extractor: FeatureExtractor, fak
         return
     warnings += [w for w in more if w not in warnings]
     there = Scoring(ref, fake)
-    for name in asked:
-        scorer(name)(there)
+    score_fid(there)
     if bootstrap:
-        add_intervals(there, asked, bootstrap, bootstrap_seed)
+        add_intervals(there, ["fid"], bootstrap, bootstrap_seed)
     names = {"fid": fd_key, **dict(zip(interval_keys("fid"), interval_keys(fd_key), strict=True))}
     s.values.update({names[k]: v for k, v in there.values.items() if k in names})
     s.protocol.update({f"{fd_key}.{k}": v for k, v in {**space.protocol, "n_real": str(ref.meta.get("n", "unknown")),
